@@ -1,0 +1,312 @@
+import { z } from 'zod';
+
+// Wire shapes of the in-sandbox agent API (PROTOCOL §8–§9). Request schemas
+// parse the snake_case wire JSON and output camelCase parameters; response
+// schemas describe the snake_case JSON the agent sends.
+
+/** Languages `POST /execute` runs, after alias resolution. */
+export const executeLanguages = ['python', 'javascript', 'bash', 'go'] as const;
+
+/** A language `POST /execute` runs. */
+export type ExecuteLanguage = (typeof executeLanguages)[number];
+
+const languageAliases: Readonly<Record<string, ExecuteLanguage>> = {
+  python: 'python',
+  python3: 'python',
+  py: 'python',
+  javascript: 'javascript',
+  js: 'javascript',
+  node: 'javascript',
+  nodejs: 'javascript',
+  bash: 'bash',
+  sh: 'bash',
+  shell: 'bash',
+  go: 'go',
+  golang: 'go',
+};
+
+/**
+ * Maps a wire language name or alias (case-insensitive) to the language it runs.
+ * @example resolveExecuteLanguage('python3') // 'python'
+ */
+export function resolveExecuteLanguage(name: string): ExecuteLanguage | undefined {
+  return languageAliases[name.trim().toLowerCase()];
+}
+
+/** Environment variable names the agent reserves for itself; never accepted from a request. */
+export const reservedEnvPrefix = 'WARREN_';
+
+const envName = z
+  .string()
+  .min(1, 'environment variable name must not be empty')
+  .refine((k) => !k.includes('=') && !k.includes('\0'), 'environment variable name must not contain "=" or NUL')
+  .refine(
+    (k) => !k.startsWith(reservedEnvPrefix),
+    `environment variable names starting with ${reservedEnvPrefix} are reserved`,
+  );
+
+const envValue = z
+  .union([z.string(), z.number(), z.boolean()])
+  .transform(String)
+  .refine((v) => !v.includes('\0'), 'environment variable value must not contain NUL');
+
+/** A map of environment variables; numbers and booleans are turned into strings. */
+export const envMapSchema = z.record(envName, envValue);
+
+/** Environment variables, name to value. */
+export type EnvMap = Record<string, string>;
+
+const noNul = (what: string) => z.string().refine((v) => !v.includes('\0'), `${what} must not contain NUL`);
+
+/** A timeout in seconds; 0 or absent means the route's default. */
+const timeoutSeconds = z.number().nonnegative().finite();
+
+const languageSchema = z.string().check((ctx) => {
+  if (resolveExecuteLanguage(ctx.value) === undefined) {
+    ctx.issues.push({
+      code: 'custom',
+      input: ctx.value,
+      message: `unsupported language '${ctx.value}' (supported: ${executeLanguages.join(', ')})`,
+    });
+  }
+});
+
+/** Drops `undefined` members so the result fits `exactOptionalPropertyTypes` optionals. */
+function definedOnly<T extends Record<string, unknown>>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== undefined) out[k] = v;
+  return out as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
+/** `POST /execute` body. Accepts `workdir` and the docs' `working_dir`. */
+export const executeRequestSchema = z
+  .object({
+    code: noNul('code'),
+    language: languageSchema.nullish(),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+  })
+  .transform(
+    (b): ExecuteParams => ({
+      code: b.code,
+      language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
+      ...definedOnly({
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+      }),
+    }),
+  );
+
+/** Parsed `POST /execute` parameters. */
+export interface ExecuteParams {
+  code: string;
+  language: ExecuteLanguage;
+  /** Seconds; absent means the default (120). */
+  timeoutSeconds?: number;
+  workdir?: string;
+  env?: EnvMap;
+}
+
+/**
+ * `POST /commands/run` body: the SDK form `{command, args}` (exec, no shell) or
+ * the docs' form `{command}` (run by `/bin/sh -c`).
+ */
+export const commandRequestSchema = z
+  .object({
+    command: noNul('command').min(1, 'command must not be empty'),
+    args: z.array(noNul('args')).nullish(),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+  })
+  .transform(
+    (b): CommandParams => ({
+      command: b.command,
+      ...definedOnly({
+        args: b.args ?? undefined,
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+      }),
+    }),
+  );
+
+/** Parsed `POST /commands/run` parameters. */
+export interface CommandParams {
+  command: string;
+  /** Present: exec `command` with these args. Absent: run `command` with `/bin/sh -c`. */
+  args?: string[];
+  /** Seconds; absent means the default (30). */
+  timeoutSeconds?: number;
+  workdir?: string;
+  env?: EnvMap;
+}
+
+/** Query of the file routes that need a path (`read`, `download`, `exists`, `remove`). */
+export const filePathQuerySchema = z.object({ path: z.string().min(1, 'path is required') });
+
+/** Query of `GET /files/list`; the path defaults to the workdir. */
+export const fileListQuerySchema = z.object({ path: z.string().min(1).optional() });
+
+/** `POST /files/write` body. */
+export const fileWriteRequestSchema = z
+  .object({
+    path: z.string().min(1, 'path is required'),
+    content: z.string().nullish(),
+    encoding: z
+      .string()
+      .transform((e) => e.toLowerCase())
+      .pipe(z.enum(['utf-8', 'utf8', 'text', 'base64'], { error: "encoding must be 'utf-8' or 'base64'" }))
+      .nullish(),
+    mode: z
+      .union([z.string(), z.number().int()])
+      .transform(String)
+      .pipe(z.string().regex(/^0?o?[0-7]{1,4}$/, 'mode must be an octal string such as "0644"'))
+      .nullish(),
+    overwrite: z.boolean().nullish(),
+  })
+  .transform(
+    (b): FileWriteParams => ({
+      path: b.path,
+      content: b.content ?? '',
+      encoding: b.encoding === 'base64' ? ('base64' as const) : ('utf-8' as const),
+      overwrite: b.overwrite ?? true,
+      ...definedOnly({ mode: b.mode == null ? undefined : Number.parseInt(b.mode.replace(/^0?o?/, '') || '0', 8) }),
+    }),
+  );
+
+/** Parsed `POST /files/write` parameters. */
+export interface FileWriteParams {
+  path: string;
+  content: string;
+  encoding: 'utf-8' | 'base64';
+  overwrite: boolean;
+  /** Numeric permission bits to chmod the file to. */
+  mode?: number;
+}
+
+/** `POST /files/mkdir` body. */
+export const mkdirRequestSchema = z.object({ path: z.string().min(1, 'path is required') });
+
+/** The non-file parts of a `POST /files/upload` multipart body. */
+export const uploadFieldsSchema = z.object({ path: z.string().min(1, 'path is required') });
+
+/** `PUT /env` and `PATCH /env` body. */
+export const envUpdateRequestSchema = z
+  .object({
+    env_vars: envMapSchema,
+    merge: z.boolean().nullish(),
+  })
+  .transform((b): EnvUpdateParams => ({ envVars: b.env_vars }));
+
+/** Parsed `PUT`/`PATCH /env` parameters. */
+export interface EnvUpdateParams {
+  envVars: EnvMap;
+}
+
+const nullableString = z.string().nullable();
+
+/** Response of `POST /execute` (PROTOCOL §9). */
+export const executeResponseSchema = z.object({
+  success: z.boolean(),
+  stdout: z.string(),
+  stderr: z.string(),
+  exit_code: z.number().int(),
+  execution_time: z.number(),
+  timestamp: z.string(),
+  language: z.string(),
+  png: nullableString,
+  html: nullableString,
+  json: z.record(z.string(), z.unknown()).nullable(),
+  svg: nullableString,
+  markdown: nullableString,
+  result: nullableString,
+  rich_outputs: z.array(z.unknown()),
+  stdout_truncated: z.boolean(),
+  stderr_truncated: z.boolean(),
+  timed_out: z.boolean(),
+  error: z.string().optional(),
+});
+
+/** Response of `POST /execute`. */
+export type ExecuteResponse = z.infer<typeof executeResponseSchema>;
+
+/** Response of `POST /commands/run` (PROTOCOL §8.3); HTTP 200 also for non-zero exits. */
+export const commandResponseSchema = z.object({
+  success: z.boolean(),
+  stdout: z.string(),
+  stderr: z.string(),
+  exit_code: z.number().int(),
+  execution_time: z.number(),
+  command: z.string(),
+  pid: z.number().int().nullable(),
+  timestamp: z.string(),
+  stdout_truncated: z.boolean(),
+  stderr_truncated: z.boolean(),
+  timed_out: z.boolean(),
+  error: z.string().optional(),
+});
+
+/** Response of `POST /commands/run`. */
+export type CommandResponse = z.infer<typeof commandResponseSchema>;
+
+/** One entry of `GET /files/list`, with both SDKs' spellings (PROTOCOL §8.4). */
+export const fileEntrySchema = z.object({
+  name: z.string(),
+  path: z.string(),
+  size: z.number().int(),
+  is_dir: z.boolean(),
+  is_directory: z.boolean(),
+  is_file: z.boolean(),
+  is_symlink: z.boolean(),
+  modified: z.string(),
+  modified_time: z.string(),
+  permissions: z.string(),
+  mode: z.string(),
+});
+
+/** One entry of `GET /files/list`. */
+export type FileEntry = z.infer<typeof fileEntrySchema>;
+
+/** Response of `GET /files/list`. */
+export const fileListResponseSchema = z.object({
+  path: z.string(),
+  count: z.number().int(),
+  files: z.array(fileEntrySchema),
+});
+
+/** Response of `GET /files/list`. */
+export type FileListResponse = z.infer<typeof fileListResponseSchema>;
+
+/** Response of `GET /files/read`. */
+export const fileReadResponseSchema = z.object({ content: z.string(), path: z.string(), size: z.number().int() });
+
+/** Response of `GET /files/read`. */
+export type FileReadResponse = z.infer<typeof fileReadResponseSchema>;
+
+/** Response of `GET|PUT|PATCH /env`. */
+export const envResponseSchema = z.object({
+  env_vars: z.record(z.string(), z.string()),
+  count: z.number().int(),
+  timestamp: z.string(),
+});
+
+/** Response of `GET|PUT|PATCH /env`. */
+export type EnvResponse = z.infer<typeof envResponseSchema>;
+
+/** Response of `GET /health` (PROTOCOL §8.1); `status` is always `"healthy"`. */
+export const healthResponseSchema = z.looseObject({
+  status: z.literal('healthy'),
+  agent: z.string(),
+  version: z.string(),
+  uptime: z.string(),
+  uptime_seconds: z.number(),
+  features: z.record(z.string(), z.unknown()),
+});
+
+/** Response of `GET /health`. */
+export type HealthResponse = z.infer<typeof healthResponseSchema>;
