@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import { controlErrorBody, ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { type ControlDeps, controlRoutes } from './routes/control.ts';
+import type { Logger } from './services/sandboxes.ts';
+
+export const VERSION = '0.1.0';
+const startedAt = Date.now();
+
+/** A request id: `req_` + 16 hex digits. */
+export function newRequestId(): string {
+  return `req_${randomBytes(8).toString('hex')}`;
+}
+
+/** Turns any thrown value into the control-plane error envelope; never a stack trace. */
+export function errorResponse(err: unknown, requestId: string, log: Logger): Response {
+  const se =
+    err instanceof ServiceError ? err : new ServiceError(ErrorCode.INTERNAL_ERROR, 'Internal server error');
+  if (!(err instanceof ServiceError)) log.error(`unhandled error (${requestId}): ${(err as Error)?.stack ?? String(err)}`);
+  return new Response(JSON.stringify(controlErrorBody(se, requestId)), {
+    status: se.status,
+    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+  });
+}
+
+/** The control-plane Hono app: /health and the Hopx public API under /v1. */
+export type AppEnv = { Variables: { requestId: string } };
+
+export function createApp(deps: ControlDeps & { log: Logger; maxBodyBytes: number }): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use('*', async (c, next) => {
+    const requestId = newRequestId();
+    c.set('requestId', requestId);
+    await next();
+    c.res.headers.set('x-request-id', requestId);
+  });
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: () => {
+        throw new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${deps.maxBodyBytes} bytes`);
+      },
+    }),
+  );
+
+  app.get('/health', (c) =>
+    c.json({
+      status: 'healthy',
+      service: 'warren',
+      version: VERSION,
+      uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+      timestamp: rfc3339(),
+    }),
+  );
+
+  app.route('/v1', controlRoutes(deps));
+
+  app.notFound((c) => {
+    throw new ServiceError(ErrorCode.NOT_FOUND, `No route for ${c.req.method} ${c.req.path}`);
+  });
+  app.onError((err, c) => errorResponse(err, c.get('requestId') ?? newRequestId(), deps.log));
+  return app;
+}

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+const schema = z.object({
+  WARREN_HOST: z.string().default('127.0.0.1'),
+  WARREN_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  WARREN_DATA_DIR: z.string().default('/var/lib/warren'),
+  WARREN_CACHE_DIR: z.string().default('/var/cache/warren'),
+  WARREN_API_KEY: z.string().min(8).optional(),
+  /** Origin clients use to reach this server (public_host); derived from host/port when unset. */
+  WARREN_PUBLIC_URL: z.url().optional(),
+  WARREN_BRIDGE: z.string().regex(/^[a-z0-9]{1,15}$/).default('warren0'),
+  WARREN_BRIDGE_CIDR: z.string().default('10.213.0.0/16'),
+  WARREN_NFT_TABLE: z.string().regex(/^[a-z_]{1,30}$/).default('warren'),
+  WARREN_CGROUP_PARENT: z.string().regex(/^[a-z0-9_-]{1,40}$/).default('warren'),
+  WARREN_TOKEN_TTL_SECONDS: z.coerce.number().int().min(3700).default(86_400),
+  WARREN_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  WARREN_MAX_SANDBOXES_PER_KEY: z.coerce.number().int().min(1).default(100),
+  WARREN_BOOT_TIMEOUT_MS: z.coerce.number().int().min(1000).default(30_000),
+  /** Comma-separated built-in templates to build at start (default: all). */
+  WARREN_TEMPLATES: z.string().default('base,code-interpreter'),
+});
+
+export type Config = Readonly<{
+  host: string;
+  port: number;
+  dataDir: string;
+  cacheDir: string;
+  apiKey: string | undefined;
+  publicURL: string | undefined;
+  bridge: string;
+  bridgeCIDR: string;
+  nftTable: string;
+  cgroupParent: string;
+  tokenTtlSeconds: number;
+  maxBodyBytes: number;
+  maxSandboxesPerKey: number;
+  bootTimeoutMs: number;
+  templates: readonly string[];
+}>;
+
+/**
+ * Parses the environment once into a frozen config.
+ * @throws Error naming the offending variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`invalid environment: ${String(issue?.path[0])}: ${issue?.message}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    host: e.WARREN_HOST,
+    port: e.WARREN_PORT,
+    dataDir: e.WARREN_DATA_DIR,
+    cacheDir: e.WARREN_CACHE_DIR,
+    apiKey: e.WARREN_API_KEY,
+    publicURL: e.WARREN_PUBLIC_URL?.replace(/\/$/, ''),
+    bridge: e.WARREN_BRIDGE,
+    bridgeCIDR: e.WARREN_BRIDGE_CIDR,
+    nftTable: e.WARREN_NFT_TABLE,
+    cgroupParent: e.WARREN_CGROUP_PARENT,
+    tokenTtlSeconds: e.WARREN_TOKEN_TTL_SECONDS,
+    maxBodyBytes: e.WARREN_MAX_BODY_BYTES,
+    maxSandboxesPerKey: e.WARREN_MAX_SANDBOXES_PER_KEY,
+    bootTimeoutMs: e.WARREN_BOOT_TIMEOUT_MS,
+    templates: e.WARREN_TEMPLATES.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  });
+}

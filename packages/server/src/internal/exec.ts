@@ -1,0 +1,47 @@
+import { spawn } from 'node:child_process';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Thrown when a host command exits non-zero. */
+export class CommandError extends Error {
+  readonly result: RunResult;
+  constructor(argv: readonly string[], result: RunResult) {
+    super(`${argv.join(' ')} exited ${result.code}: ${result.stderr.trim() || result.stdout.trim()}`);
+    this.name = 'CommandError';
+    this.result = result;
+  }
+}
+
+/**
+ * Runs a host command with an argument array (never a shell string).
+ * @throws CommandError when it exits non-zero, unless `allowFailure` is set.
+ */
+export function run(
+  argv: readonly string[],
+  options: { input?: string; allowFailure?: boolean; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const [cmd, ...args] = argv;
+  if (cmd === undefined) throw new Error('run: empty argv');
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: options.timeoutMs ?? 60_000 });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const result = {
+        code: code ?? (signal ? 128 : 1),
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      };
+      if (result.code !== 0 && !options.allowFailure) reject(new CommandError(argv, result));
+      else resolve(result);
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}

@@ -1,0 +1,91 @@
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createApp } from './app.ts';
+import { loadConfig } from './config.ts';
+import { createGatewayServer } from './gateway.ts';
+import { ensureRuntimeBundle } from './runtime/bundle.ts';
+import { ContainerDriver } from './runtime/container/driver.ts';
+import { HostNetwork } from './runtime/container/network.ts';
+import { bootstrapApiKey } from './services/auth.ts';
+import { type Logger, SandboxService } from './services/sandboxes.ts';
+import { ensureBuiltinTemplates } from './services/templates.ts';
+import { TokenService } from './services/tokens.ts';
+import { prepareHost } from './setup/host.ts';
+import { openDatabase } from './store/db.ts';
+import { Store } from './store/store.ts';
+
+const log: Logger = {
+  info: (m) => process.stderr.write(`[warren] ${m}\n`),
+  warn: (m) => process.stderr.write(`[warren] warning: ${m}\n`),
+  error: (m) => process.stderr.write(`[warren] error: ${m}\n`),
+};
+
+const AGENT_BUNDLE = resolve(fileURLToPath(import.meta.url), '../../../agent/dist/agent.mjs');
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  await prepareHost();
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  await mkdir(config.cacheDir, { recursive: true });
+
+  const store = new Store(openDatabase(join(config.dataDir, 'warren.db')));
+  const { printedKey } = bootstrapApiKey(store, config.apiKey);
+  const tokens = new TokenService(store, config.tokenTtlSeconds);
+
+  log.info('preparing the runtime bundle (node + agent + init)');
+  const bundle = await ensureRuntimeBundle({
+    cacheDir: config.cacheDir,
+    agentBundlePath: AGENT_BUNDLE,
+    onProgress: (line) => log.info(`[bundle] ${line}`),
+  });
+  log.info(`building built-in templates: ${config.templates.join(', ')} (cached after the first build)`);
+  await ensureBuiltinTemplates(store, config.templates, { cacheDir: config.cacheDir, onProgress: log.info });
+
+  const network = new HostNetwork({ bridge: config.bridge, cidr: config.bridgeCIDR, table: config.nftTable });
+  await network.setUp();
+  const driver = new ContainerDriver({
+    sandboxesDir: join(config.dataDir, 'sandboxes'),
+    crunRoot: join(config.dataDir, 'crun'),
+    bundleDir: bundle.dir,
+    network,
+    cgroupParent: config.cgroupParent,
+    bootTimeoutMs: config.bootTimeoutMs,
+  });
+  await mkdir(join(config.dataDir, 'sandboxes'), { recursive: true });
+  const sandboxes = new SandboxService({ store, driver, tokens, log, maxSandboxesPerKey: config.maxSandboxesPerKey });
+  const reconciled = await sandboxes.reconcile();
+  log.info(`reconciled sandboxes: ${reconciled.adopted} adopted, ${reconciled.cleaned} cleaned`);
+
+  let publicHost = config.publicURL ?? '';
+  const app = createApp({ store, sandboxes, publicHost: () => publicHost, log, maxBodyBytes: config.maxBodyBytes });
+  const server = createGatewayServer({ app, store, tokens, driver, log });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(config.port, config.host, () => ok());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+  if (!config.publicURL) publicHost = `http://${host}:${port}`;
+
+  process.stdout.write(`Warren is listening on http://${host}:${port}\n`);
+  if (printedKey) process.stdout.write(`API key (shown once, store it now): ${printedKey}\n`);
+  else if (config.apiKey) process.stdout.write('API key: the value of WARREN_API_KEY\n');
+  else process.stdout.write(`API key: the key printed on first start (data dir ${config.dataDir})\n`);
+
+  const shutdown = (signal: string) => {
+    log.info(`${signal}: shutting down; sandboxes keep running`);
+    server.close();
+    server.closeAllConnections();
+    store.db.close();
+    process.exitCode = 0;
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  log.error((err as Error).message);
+  process.exitCode = 1;
+});

@@ -1,0 +1,155 @@
+import { request } from 'node:http';
+import { chown, mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../internal/exec.ts';
+import type { BootSpec, Driver } from '../driver.ts';
+import type { HostNetwork } from './network.ts';
+import { buildSandboxSpec, SANDBOX_ID_BASE } from './spec.ts';
+
+export interface ContainerDriverOptions {
+  /** Directory holding one subdirectory per sandbox (upper layer, config, run dir). */
+  sandboxesDir: string;
+  /** crun state directory (`crun --root`). */
+  crunRoot: string;
+  /** Runtime bundle directory (node, agent, init), mounted read-only in every sandbox. */
+  bundleDir: string;
+  network: HostNetwork;
+  /** Parent cgroup (relative to each v1 hierarchy) of every sandbox cgroup. */
+  cgroupParent: string;
+  /** How long a boot may take until the agent answers. */
+  bootTimeoutMs: number;
+}
+
+/** v1 hierarchies whose per-sandbox cgroups crun creates and removes. */
+export const CGROUP_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb'];
+
+function hostOpenFileLimit(): Promise<number> {
+  return readFile('/proc/self/limits', 'utf8').then((text) => {
+    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(text);
+    const hard = m?.[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m?.[1] ?? 1024);
+    return Math.min(hard, 65_536);
+  });
+}
+
+/** Polls the agent's /health over its unix socket until it answers 200. */
+async function waitForAgent(socketPath: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = 'no answer';
+  while (Date.now() < deadline) {
+    const status = await new Promise<number | string>((resolve) => {
+      const req = request({ socketPath, path: '/health', method: 'GET', timeout: 1000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (e) => resolve(e.message));
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    if (status === 200) return;
+    lastError = String(status);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`agent did not become ready within ${timeoutMs} ms (${lastError})`);
+}
+
+/**
+ * Runs each sandbox as a crun container: an overlay root (template below, a
+ * private upper layer above) mounted only until the container holds it, new
+ * namespaces of every kind, cgroup limits, seccomp, and a veth on the bridge.
+ */
+export class ContainerDriver implements Driver {
+  readonly options: ContainerDriverOptions;
+
+  constructor(options: ContainerDriverOptions) {
+    this.options = options;
+  }
+
+  private dir(sandboxId: string): string {
+    return join(this.options.sandboxesDir, sandboxId);
+  }
+
+  private crun(...args: string[]): string[] {
+    return ['crun', '--root', this.options.crunRoot, ...args];
+  }
+
+  private veth(addressIndex: number): string {
+    return `wv${addressIndex}`;
+  }
+
+  agentSocket(sandboxId: string): string {
+    return join(this.dir(sandboxId), 'run', 'agent.sock');
+  }
+
+  async boot(spec: BootSpec): Promise<void> {
+    const dir = this.dir(spec.sandboxId);
+    const rootfs = join(dir, 'rootfs');
+    const upper = join(dir, 'upper');
+    const runDir = join(dir, 'run');
+    try {
+      for (const d of [upper, join(dir, 'work'), rootfs, runDir]) await mkdir(d, { recursive: true });
+      await chown(upper, SANDBOX_ID_BASE, SANDBOX_ID_BASE);
+      await chown(runDir, SANDBOX_ID_BASE, SANDBOX_ID_BASE);
+      const config = buildSandboxSpec({
+        sandboxId: spec.sandboxId,
+        hostname: spec.sandboxId,
+        rootfsDir: rootfs,
+        bundleDir: this.options.bundleDir,
+        runDir,
+        agentTokenKeyHex: spec.agentTokenKeyHex,
+        templateEnv: spec.templateEnv,
+        workdir: spec.workdir,
+        memoryMiB: spec.resources.memoryMiB,
+        vcpu: spec.resources.vcpu,
+        pidsLimit: spec.resources.pidsLimit,
+        cgroupsPath: `${this.options.cgroupParent}/${spec.sandboxId}`,
+        maxOpenFiles: await hostOpenFileLimit(),
+      });
+      await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+      await run([
+        'mount',
+        '-t',
+        'overlay',
+        'overlay',
+        '-o',
+        `lowerdir=${spec.templateRootfs},upperdir=${upper},workdir=${join(dir, 'work')}`,
+        rootfs,
+      ]);
+      try {
+        await run(this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId));
+      } finally {
+        // The container's mount namespace now holds the root; keep it out of the host mount table.
+        await run(['umount', '-l', rootfs], { allowFailure: true });
+      }
+      const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
+      await this.options.network.attach(
+        pid,
+        this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
+        spec.internetAccess,
+      );
+      await run(this.crun('start', spec.sandboxId));
+      await waitForAgent(this.agentSocket(spec.sandboxId), this.options.bootTimeoutMs);
+    } catch (err) {
+      await this.destroy(spec.sandboxId, spec.addressIndex);
+      throw err;
+    }
+  }
+
+  async destroy(sandboxId: string, addressIndex: number): Promise<void> {
+    const dir = this.dir(sandboxId);
+    await run(this.crun('delete', '--force', sandboxId), { allowFailure: true });
+    await this.options.network.detach(this.options.network.address(addressIndex, this.veth(addressIndex)));
+    await run(['umount', '-l', join(dir, 'rootfs')], { allowFailure: true });
+    for (const controller of CGROUP_CONTROLLERS) {
+      // A cgroup directory can only be removed with rmdir (crun normally removed it already).
+      await rmdir(`/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`).catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async list(): Promise<Array<{ sandboxId: string; running: boolean }>> {
+    const r = await run(this.crun('list', '--format', 'json'), { allowFailure: true });
+    if (r.code !== 0 || r.stdout.trim() === '') return [];
+    const items = JSON.parse(r.stdout) as Array<{ id: string; status: string }> | null;
+    return (items ?? []).map((c) => ({ sandboxId: c.id, running: c.status === 'running' || c.status === 'paused' }));
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The runtime driver interface: how the sandbox service boots and removes
+ * sandboxes, whatever isolates them (containers now, microVMs later).
+ */
+
+export interface SandboxResources {
+  vcpu: number;
+  memoryMiB: number;
+  diskMiB: number;
+  pidsLimit: number;
+}
+
+export interface BootSpec {
+  sandboxId: string;
+  /** Read-only root filesystem of the template (lower layer). */
+  templateRootfs: string;
+  resources: SandboxResources;
+  templateEnv: Record<string, string>;
+  workdir: string;
+  internetAccess: boolean;
+  /** Network address slot, unique among live sandboxes. */
+  addressIndex: number;
+  /** Hex key the agent verifies this sandbox's tokens with. */
+  agentTokenKeyHex: string;
+}
+
+export interface Driver {
+  /** Boots a sandbox and resolves once its agent answers; cleans up after itself on failure. */
+  boot(spec: BootSpec): Promise<void>;
+  /** Removes every trace of a sandbox (process, mounts, network, cgroups, files). Idempotent. */
+  destroy(sandboxId: string, addressIndex: number): Promise<void>;
+  /** Host path of the unix socket the sandbox's agent listens on. */
+  agentSocket(sandboxId: string): string;
+  /** Ids of sandboxes the runtime knows, with whether their process is alive. */
+  list(): Promise<Array<{ sandboxId: string; running: boolean }>>;
+}

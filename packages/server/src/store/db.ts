@@ -1,0 +1,72 @@
+import Database from 'better-sqlite3';
+
+/** Schema migrations, applied in order; the index + 1 is the schema version. */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    max_sandboxes INTEGER,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE templates (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    category TEXT NOT NULL DEFAULT 'development',
+    language TEXT NOT NULL DEFAULT 'python',
+    status TEXT NOT NULL,
+    is_public INTEGER NOT NULL DEFAULT 1,
+    rootfs_dir TEXT,
+    content_hash TEXT,
+    resources_json TEXT NOT NULL,
+    env_json TEXT NOT NULL DEFAULT '{}',
+    workdir TEXT NOT NULL DEFAULT '/workspace',
+    features_json TEXT NOT NULL DEFAULT '[]',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE sandboxes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    api_key_id TEXT NOT NULL REFERENCES api_keys(id),
+    template_id TEXT NOT NULL REFERENCES templates(id),
+    status TEXT NOT NULL,
+    address_index INTEGER NOT NULL,
+    internet_access INTEGER NOT NULL,
+    region TEXT,
+    env_json TEXT NOT NULL DEFAULT '{}',
+    timeout_seconds INTEGER,
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER,
+    error TEXT
+  );
+  CREATE UNIQUE INDEX sandboxes_live_address ON sandboxes(address_index) WHERE status != 'deleted';
+  CREATE INDEX sandboxes_status ON sandboxes(status);
+  `,
+];
+
+export type DB = Database.Database;
+
+/** Opens the database (WAL) and applies pending migrations. */
+export function openDatabase(path: string): DB {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] ?? '');
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return db;
+}

@@ -1,0 +1,336 @@
+import type { DB } from './db.ts';
+
+export type SandboxStatus = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'deleted';
+
+export interface SandboxRow {
+  seq: number;
+  id: string;
+  apiKeyId: string;
+  templateId: string;
+  status: SandboxStatus;
+  addressIndex: number;
+  internetAccess: boolean;
+  region: string | null;
+  envVars: Record<string, string>;
+  timeoutSeconds: number | null;
+  expiresAt: number | null;
+  createdAt: number;
+  startedAt: number | null;
+  updatedAt: number;
+  deletedAt: number | null;
+  error: string | null;
+}
+
+export interface TemplateResources {
+  vcpu: number;
+  memoryMiB: number;
+  diskMiB: number;
+  pidsLimit: number;
+}
+
+export interface TemplateRow {
+  id: string;
+  name: string;
+  displayName: string;
+  description: string;
+  category: string;
+  language: string;
+  status: string;
+  isPublic: boolean;
+  rootfsDir: string | null;
+  contentHash: string | null;
+  resources: TemplateResources;
+  env: Record<string, string>;
+  workdir: string;
+  features: string[];
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ApiKeyRow {
+  id: string;
+  keyHash: string;
+  name: string;
+  maxSandboxes: number | null;
+  createdAt: number;
+}
+
+interface RawSandbox {
+  seq: number;
+  id: string;
+  api_key_id: string;
+  template_id: string;
+  status: SandboxStatus;
+  address_index: number;
+  internet_access: number;
+  region: string | null;
+  env_json: string;
+  timeout_seconds: number | null;
+  expires_at: number | null;
+  created_at: number;
+  started_at: number | null;
+  updated_at: number;
+  deleted_at: number | null;
+  error: string | null;
+}
+
+interface RawTemplate {
+  id: string;
+  name: string;
+  display_name: string;
+  description: string;
+  category: string;
+  language: string;
+  status: string;
+  is_public: number;
+  rootfs_dir: string | null;
+  content_hash: string | null;
+  resources_json: string;
+  env_json: string;
+  workdir: string;
+  features_json: string;
+  created_at: number;
+  updated_at: number;
+}
+
+function toSandbox(r: RawSandbox): SandboxRow {
+  return {
+    seq: r.seq,
+    id: r.id,
+    apiKeyId: r.api_key_id,
+    templateId: r.template_id,
+    status: r.status,
+    addressIndex: r.address_index,
+    internetAccess: r.internet_access === 1,
+    region: r.region,
+    envVars: JSON.parse(r.env_json) as Record<string, string>,
+    timeoutSeconds: r.timeout_seconds,
+    expiresAt: r.expires_at,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    updatedAt: r.updated_at,
+    deletedAt: r.deleted_at,
+    error: r.error,
+  };
+}
+
+function toTemplate(r: RawTemplate): TemplateRow {
+  return {
+    id: r.id,
+    name: r.name,
+    displayName: r.display_name,
+    description: r.description,
+    category: r.category,
+    language: r.language,
+    status: r.status,
+    isPublic: r.is_public === 1,
+    rootfsDir: r.rootfs_dir,
+    contentHash: r.content_hash,
+    resources: JSON.parse(r.resources_json) as TemplateResources,
+    env: JSON.parse(r.env_json) as Record<string, string>,
+    workdir: r.workdir,
+    features: JSON.parse(r.features_json) as string[],
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** Thrown when no free network address slot is left. */
+export class AddressesExhaustedError extends Error {}
+
+/** All SQL lives here; services call these typed methods. */
+export class Store {
+  readonly db: DB;
+
+  constructor(db: DB) {
+    this.db = db;
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  // API keys
+
+  insertApiKey(row: ApiKeyRow): void {
+    this.db
+      .prepare('INSERT INTO api_keys (id, key_hash, name, max_sandboxes, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(row.id, row.keyHash, row.name, row.maxSandboxes, row.createdAt);
+  }
+
+  findApiKeyByHash(keyHash: string): ApiKeyRow | undefined {
+    const r = this.db.prepare('SELECT * FROM api_keys WHERE key_hash = ?').get(keyHash) as
+      | { id: string; key_hash: string; name: string; max_sandboxes: number | null; created_at: number }
+      | undefined;
+    return r && { id: r.id, keyHash: r.key_hash, name: r.name, maxSandboxes: r.max_sandboxes, createdAt: r.created_at };
+  }
+
+  countApiKeys(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n;
+  }
+
+  // Templates
+
+  upsertTemplate(t: Omit<TemplateRow, 'id' | 'createdAt' | 'updatedAt'> & { id?: string }): TemplateRow {
+    const now = Date.now();
+    const existing = this.findTemplate(t.name);
+    const id = existing?.id ?? t.id ?? this.nextTemplateId();
+    this.db
+      .prepare(
+        `INSERT INTO templates (id, name, display_name, description, category, language, status, is_public, rootfs_dir,
+           content_hash, resources_json, env_json, workdir, features_json, created_at, updated_at)
+         VALUES (@id, @name, @display_name, @description, @category, @language, @status, @is_public, @rootfs_dir,
+           @content_hash, @resources_json, @env_json, @workdir, @features_json, @now, @now)
+         ON CONFLICT(id) DO UPDATE SET display_name = excluded.display_name, description = excluded.description,
+           category = excluded.category, language = excluded.language, status = excluded.status,
+           is_public = excluded.is_public, rootfs_dir = excluded.rootfs_dir, content_hash = excluded.content_hash,
+           resources_json = excluded.resources_json, env_json = excluded.env_json, workdir = excluded.workdir,
+           features_json = excluded.features_json, updated_at = excluded.updated_at`,
+      )
+      .run({
+        id,
+        name: t.name,
+        display_name: t.displayName,
+        description: t.description,
+        category: t.category,
+        language: t.language,
+        status: t.status,
+        is_public: t.isPublic ? 1 : 0,
+        rootfs_dir: t.rootfsDir,
+        content_hash: t.contentHash,
+        resources_json: JSON.stringify(t.resources),
+        env_json: JSON.stringify(t.env),
+        workdir: t.workdir,
+        features_json: JSON.stringify(t.features),
+        now,
+      });
+    return this.findTemplate(id)!;
+  }
+
+  private nextTemplateId(): string {
+    const r = this.db.prepare('SELECT MAX(CAST(id AS INTEGER)) AS n FROM templates').get() as { n: number | null };
+    return String((r.n ?? 0) + 1);
+  }
+
+  /** Finds a template by id or by name. */
+  findTemplate(nameOrId: string): TemplateRow | undefined {
+    const r = this.db.prepare('SELECT * FROM templates WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1').get(
+      nameOrId,
+      nameOrId,
+      nameOrId,
+    ) as RawTemplate | undefined;
+    return r && toTemplate(r);
+  }
+
+  listTemplates(filter: { category?: string; language?: string } = {}): TemplateRow[] {
+    const rows = this.db.prepare('SELECT * FROM templates ORDER BY CAST(id AS INTEGER)').all() as RawTemplate[];
+    return rows
+      .map(toTemplate)
+      .filter(
+        (t) =>
+          (filter.category === undefined || t.category === filter.category) &&
+          (filter.language === undefined || t.language === filter.language),
+      );
+  }
+
+  // Sandboxes
+
+  /**
+   * Inserts a new sandbox in `creating` with the lowest free address slot, and
+   * enforces the key's concurrent-sandbox limit, in one transaction.
+   */
+  insertSandbox(
+    row: Omit<SandboxRow, 'seq' | 'addressIndex' | 'updatedAt' | 'deletedAt' | 'error' | 'startedAt' | 'status'>,
+    limits: { maxAddressIndex: number; maxSandboxes: number },
+  ): { ok: true; sandbox: SandboxRow } | { ok: false; current: number } {
+    return this.db.transaction(() => {
+      const current = (
+        this.db
+          .prepare("SELECT COUNT(*) AS n FROM sandboxes WHERE api_key_id = ? AND status NOT IN ('deleted', 'error')")
+          .get(row.apiKeyId) as { n: number }
+      ).n;
+      if (current >= limits.maxSandboxes) return { ok: false as const, current };
+      const free = this.db
+        .prepare(
+          `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sandboxes WHERE status != 'deleted' AND address_index = 1) THEN 1
+             ELSE (SELECT MIN(s.address_index) + 1 FROM sandboxes s WHERE s.status != 'deleted'
+               AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.status != 'deleted' AND t.address_index = s.address_index + 1))
+           END AS idx`,
+        )
+        .get() as { idx: number };
+      if (free.idx > limits.maxAddressIndex) throw new AddressesExhaustedError('no free sandbox address');
+      this.db
+        .prepare(
+          `INSERT INTO sandboxes (id, api_key_id, template_id, status, address_index, internet_access, region, env_json,
+             timeout_seconds, expires_at, created_at, updated_at)
+           VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          row.id,
+          row.apiKeyId,
+          row.templateId,
+          free.idx,
+          row.internetAccess ? 1 : 0,
+          row.region,
+          JSON.stringify(row.envVars),
+          row.timeoutSeconds,
+          row.expiresAt,
+          row.createdAt,
+          row.createdAt,
+        );
+      return { ok: true as const, sandbox: this.getSandbox(row.id)! };
+    })();
+  }
+
+  getSandbox(id: string): SandboxRow | undefined {
+    const r = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined;
+    return r && toSandbox(r);
+  }
+
+  /** Moves a sandbox to `to` only if it is in one of `from`; returns whether it moved. */
+  transition(id: string, from: readonly SandboxStatus[], to: SandboxStatus, fields: { error?: string } = {}): boolean {
+    const now = Date.now();
+    const placeholders = from.map(() => '?').join(', ');
+    const r = this.db
+      .prepare(
+        `UPDATE sandboxes SET status = ?, updated_at = ?,
+           started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END,
+           deleted_at = CASE WHEN ? = 'deleted' THEN ? ELSE deleted_at END,
+           error = COALESCE(?, error)
+         WHERE id = ? AND status IN (${placeholders})`,
+      )
+      .run(to, now, to, now, to, now, fields.error ?? null, id, ...from);
+    return r.changes === 1;
+  }
+
+  setTimeout(id: string, timeoutSeconds: number | null, expiresAt: number | null): void {
+    this.db
+      .prepare('UPDATE sandboxes SET timeout_seconds = ?, expires_at = ?, updated_at = ? WHERE id = ?')
+      .run(timeoutSeconds, expiresAt, Date.now(), id);
+  }
+
+  /** Live sandboxes of one key, newest first, keyset-paginated by `seq`. */
+  listSandboxes(filter: { apiKeyId: string; status?: string; region?: string; beforeSeq?: number; limit: number }): SandboxRow[] {
+    const where = ["api_key_id = @apiKeyId", "status != 'deleted'"];
+    if (filter.status !== undefined) where.push('status = @status');
+    if (filter.region !== undefined) where.push('region = @region');
+    if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');
+    const rows = this.db
+      .prepare(`SELECT * FROM sandboxes WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
+      .all({ ...filter, limit: filter.limit }) as RawSandbox[];
+    return rows.map(toSandbox);
+  }
+
+  /** Sandboxes in any of the given states (all keys). */
+  sandboxesInStatus(statuses: readonly SandboxStatus[]): SandboxRow[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM sandboxes WHERE status IN (${statuses.map(() => '?').join(', ')})`)
+      .all(...statuses) as RawSandbox[];
+    return rows.map(toSandbox);
+  }
+}
