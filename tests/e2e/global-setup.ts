@@ -1,0 +1,28 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { TestProject } from 'vitest/node';
+import { removeTestNetwork, startServer, stopServer, testNetwork } from './server.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    warren: { baseURL: string; apiKey: string; dataDir: string; cgroupParent: string; bridge: string };
+  }
+}
+
+/** Starts one real Warren server for the whole suite; tears it down and removes its host state afterwards. */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const dataDir = await mkdtemp('/var/tmp/warren-test-');
+  const net = testNetwork(0);
+  const handle = await startServer({ dataDir, ...net, apiKey: 'wrn_test_suite_key_0123456789' });
+  project.provide('warren', {
+    baseURL: handle.baseURL,
+    apiKey: handle.apiKey,
+    dataDir,
+    cgroupParent: net.cgroupParent,
+    bridge: net.bridge,
+  });
+  return async () => {
+    await stopServer(handle, { deleteSandboxes: true });
+    await removeTestNetwork(net);
+    await rm(dataDir, { recursive: true, force: true });
+  };
+}

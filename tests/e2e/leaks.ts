@@ -1,0 +1,59 @@
+import { execFile } from 'node:child_process';
+import { access, readdir, readFile } from 'node:fs/promises';
+
+const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb'];
+
+function sh(argv: string[]): Promise<string> {
+  return new Promise((ok) => execFile(argv[0]!, argv.slice(1), (_e, stdout) => ok(String(stdout))));
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Everything on the host that still belongs to a sandbox: crun containers,
+ * cgroups, mounts, veths on the bridge, processes, its data directory.
+ * An empty list means the sandbox left no trace.
+ */
+export async function tracesOf(
+  sandboxId: string,
+  ctx: { dataDir: string; cgroupParent: string; bridge: string },
+): Promise<string[]> {
+  const traces: string[] = [];
+  const crun = await sh(['crun', '--root', `${ctx.dataDir}/crun`, 'list', '--quiet']);
+  if (crun.split('\n').includes(sandboxId)) traces.push(`crun container ${sandboxId}`);
+  for (const c of CONTROLLERS) {
+    const p = `/sys/fs/cgroup/${c}/${ctx.cgroupParent}/${sandboxId}`;
+    if (await exists(p)) traces.push(`cgroup ${p}`);
+  }
+  const mounts = await readFile('/proc/self/mounts', 'utf8');
+  for (const line of mounts.split('\n')) if (line.includes(sandboxId)) traces.push(`mount ${line}`);
+  const mountinfo = await readFile('/proc/1/mountinfo', 'utf8');
+  for (const line of mountinfo.split('\n')) if (line.includes(sandboxId)) traces.push(`host mount ${line}`);
+  if (await exists(`${ctx.dataDir}/sandboxes/${sandboxId}`)) traces.push(`directory ${ctx.dataDir}/sandboxes/${sandboxId}`);
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+    if (cg.includes(`/${ctx.cgroupParent}/${sandboxId}`)) traces.push(`process ${pid}`);
+  }
+  return traces;
+}
+
+/** Veths currently attached to the test bridge. */
+export async function bridgeVeths(bridge: string): Promise<string[]> {
+  const out = await sh(['ip', '-o', 'link', 'show', 'master', bridge]);
+  return out
+    .split('\n')
+    .map((l) => /^\d+:\s+([^@:]+)/.exec(l)?.[1])
+    .filter((v): v is string => v !== undefined);
+}
+
+/** Named network namespaces on the host (Warren creates none; any with the sandbox id is a leak). */
+export async function namedNetns(): Promise<string[]> {
+  const out = await sh(['ip', 'netns', 'list']);
+  return out.split('\n').filter(Boolean);
+}
