@@ -15,6 +15,8 @@ const schema = z.object({
   WARREN_TOKEN_TTL_SECONDS: z.coerce.number().int().min(3700).default(86_400),
   WARREN_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   WARREN_MAX_SANDBOXES_PER_KEY: z.coerce.number().int().min(1).default(100),
+  /** Largest page `GET /v1/sandboxes` returns, whatever `limit` asks for. */
+  WARREN_LIST_PAGE_MAX: z.coerce.number().int().min(1).max(1000).default(100),
   WARREN_BOOT_TIMEOUT_MS: z.coerce.number().int().min(1000).default(30_000),
   /** Comma-separated built-in templates to build at start (default: all). */
   WARREN_TEMPLATES: z.string().default('base,code-interpreter'),
@@ -35,6 +37,7 @@ export type Config = Readonly<{
   maxBodyBytes: number;
   maxSandboxesPerKey: number;
   bootTimeoutMs: number;
+  listPageMax: number;
   templates: readonly string[];
 }>;
 
@@ -64,6 +67,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxBodyBytes: e.WARREN_MAX_BODY_BYTES,
     maxSandboxesPerKey: e.WARREN_MAX_SANDBOXES_PER_KEY,
     bootTimeoutMs: e.WARREN_BOOT_TIMEOUT_MS,
+    listPageMax: e.WARREN_LIST_PAGE_MAX,
     templates: e.WARREN_TEMPLATES.split(',')
       .map((s) => s.trim())
       .filter(Boolean),

@@ -10,6 +10,8 @@ export interface ControlDeps {
   store: Store;
   sandboxes: SandboxService;
   publicHost: () => string;
+  /** Largest page the sandbox list returns. */
+  listPageMax: number;
 }
 
 type Env = { Variables: { requestId: string; apiKey: ApiKeyRow } };
@@ -108,15 +110,16 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
 
   app.get('/sandboxes', (c) => {
     const q = parse(listQuery, c.req.query());
+    const limit = Math.min(q.limit, deps.listPageMax);
     const rows = store.listSandboxes({
       apiKeyId: c.get('apiKey').id,
       ...(q.status === undefined ? {} : { status: q.status }),
       ...(q.region === undefined ? {} : { region: q.region }),
       ...(q.cursor === undefined ? {} : { beforeSeq: decodeCursor(q.cursor) }),
-      limit: q.limit + 1,
+      limit: limit + 1,
     });
-    const page = rows.slice(0, q.limit);
-    const hasMore = rows.length > q.limit;
+    const page = rows.slice(0, limit);
+    const hasMore = rows.length > limit;
     const last = page.at(-1);
     return c.json({
       object: 'list',
