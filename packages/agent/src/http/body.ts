@@ -1,0 +1,124 @@
+import { ErrorCode, ServiceError } from '@warren/protocol';
+import type { z } from 'zod';
+import type { AppContext } from './app-env.ts';
+
+function tooLarge(maxBytes: number): ServiceError {
+  return new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${maxBytes} bytes`, {
+    details: { max_bytes: maxBytes },
+  });
+}
+
+/** Rejects early when a declared `Content-Length` is over the limit. */
+function checkDeclaredLength(c: AppContext, maxBytes: number): void {
+  const declared = Number(c.req.header('content-length'));
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes);
+}
+
+/**
+ * Reads the whole request body, never holding more than `maxBytes`.
+ * @throws {ServiceError} `PAYLOAD_TOO_LARGE` past the limit.
+ */
+export async function readBodyBytes(c: AppContext, maxBytes: number): Promise<Buffer> {
+  checkDeclaredLength(c, maxBytes);
+  const body = c.req.raw.body;
+  if (!body) return Buffer.alloc(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * The request with its body stream capped at `maxBytes`, for parsers that read
+ * the stream themselves (multipart). `exceeded()` tells whether the cap was hit.
+ */
+export function limitedRequest(c: AppContext, maxBytes: number): { request: Request; exceeded: () => boolean } {
+  checkDeclaredLength(c, maxBytes);
+  const raw = c.req.raw;
+  let size = 0;
+  let over = false;
+  const counter = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        over = true;
+        controller.error(tooLarge(maxBytes));
+        return;
+      }
+      controller.enqueue(chunk);
+    },
+  });
+  const body = raw.body ? raw.body.pipeThrough(counter) : null;
+  const request = new Request(raw.url, {
+    method: raw.method,
+    headers: raw.headers,
+    body,
+    duplex: 'half',
+  } as RequestInit);
+  return { request, exceeded: () => over };
+}
+
+/** The first validation issue, phrased with the field it is about. */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'Invalid request';
+  const field = issue.path.map(String).join('.');
+  const nested =
+    'issues' in issue && Array.isArray(issue.issues) ? (issue.issues[0] as { message?: string }) : undefined;
+  const message = nested?.message ?? issue.message;
+  return field ? `Invalid ${field}: ${message}` : `Invalid request: ${message}`;
+}
+
+/**
+ * Validates `data` with `schema`.
+ * @throws {ServiceError} `INVALID_REQUEST` naming the first bad field.
+ */
+export function parseWith<S extends z.ZodType>(schema: S, data: unknown): z.output<S> {
+  const result = schema.safeParse(data);
+  if (!result.success) {
+    throw new ServiceError(ErrorCode.INVALID_REQUEST, describeIssue(result.error), {
+      details: { issues: result.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
+    });
+  }
+  return result.data;
+}
+
+/**
+ * Reads and validates a JSON body. An empty body counts as `{}` (the TS SDK
+ * sends a JSON content type on bodiless requests).
+ * @throws {ServiceError} `INVALID_JSON`, `INVALID_REQUEST` or `PAYLOAD_TOO_LARGE`.
+ */
+export async function readJson<S extends z.ZodType>(c: AppContext, schema: S, maxBytes: number): Promise<z.output<S>> {
+  const text = (await readBodyBytes(c, maxBytes)).toString('utf8').replace(/^\uFEFF/, '');
+  let data: unknown = {};
+  if (text.trim() !== '') {
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw new ServiceError(ErrorCode.INVALID_JSON, `Invalid JSON body: ${(err as Error).message}`);
+    }
+  }
+  return parseWith(schema, data);
+}
+
+/**
+ * Validates the query string. `+` decodes as a space (form encoding), and a
+ * repeated key keeps its first value.
+ * @throws {ServiceError} `INVALID_REQUEST` naming the first bad parameter.
+ */
+export function readQuery<S extends z.ZodType>(c: AppContext, schema: S): z.output<S> {
+  const search = new URL(c.req.url).searchParams;
+  const query: Record<string, string> = {};
+  for (const [k, v] of search) if (!(k in query)) query[k] = v;
+  return parseWith(schema, query);
+}

@@ -1,0 +1,90 @@
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { createAdaptorServer } from '@hono/node-server';
+import { reservedEnvPrefix } from '@warren/protocol';
+import { createApp } from './app.ts';
+import { type AgentConfig, ConfigError, loadConfig } from './config.ts';
+import { ProcessManager } from './services/process-manager.ts';
+import { AGENT_NAME, AGENT_VERSION } from './version.ts';
+
+/** How long shutdown waits for open connections before exiting anyway. */
+const SHUTDOWN_GRACE_MS = 2000;
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Removes a stale socket file left by a previous run; refuses to remove anything else. */
+async function clearStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (st === undefined) return;
+  if (!st.isSocket()) throw new Error(`WARREN_AGENT_SOCKET ${path} exists and is not a socket`);
+  await unlink(path);
+}
+
+function listen(server: Server, config: AgentConfig): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = () => {
+      server.off('error', reject);
+      const addr = server.address();
+      resolve(typeof addr === 'string' ? `unix:${addr}` : `http://${addr?.address}:${addr?.port}`);
+    };
+    if (config.listen.kind === 'socket') server.listen(config.listen.path, done);
+    else server.listen(config.listen.port, config.listen.host, done);
+  });
+}
+
+async function main(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    log(`${AGENT_NAME}: ${err.message}`);
+    process.exitCode = 2;
+    return;
+  }
+  // The agent's own variables (the token key above all) stay out of everything it starts.
+  for (const name of Object.keys(process.env)) if (name.startsWith(reservedEnvPrefix)) delete process.env[name];
+
+  await mkdir(config.workdir, { recursive: true }).catch((err: Error) =>
+    log(`${AGENT_NAME}: cannot create workdir ${config.workdir}: ${err.message}`),
+  );
+
+  const processes = new ProcessManager();
+  const app = createApp(config, { processes, log });
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  if (config.listen.kind === 'socket') await clearStaleSocket(config.listen.path);
+  const where = await listen(server, config);
+  if (config.listen.kind === 'socket') {
+    // Every route but /health needs a token; who may connect is decided by the socket's directory.
+    await chmod(config.listen.path, 0o666);
+  }
+  log(`${AGENT_NAME} ${AGENT_VERSION} for sandbox ${config.sandboxId} listening on ${where}`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${AGENT_NAME}: ${signal}, shutting down`);
+    processes.killAll('SIGKILL');
+    server.close(() => {
+      const cleanup = config.listen.kind === 'socket' ? unlink(config.listen.path).catch(() => undefined) : null;
+      void Promise.resolve(cleanup).finally(() => process.exit(0));
+    });
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', stop);
+}
+
+process.on('unhandledRejection', (reason) => log(`${AGENT_NAME}: unhandled rejection: ${String(reason)}`));
+process.on('uncaughtException', (err) => log(`${AGENT_NAME}: uncaught exception: ${err.stack ?? String(err)}`));
+
+main().catch((err: unknown) => {
+  log(`${AGENT_NAME}: failed to start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});

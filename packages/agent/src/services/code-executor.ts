@@ -1,0 +1,120 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type EnvMap, type ExecuteLanguage, type ExecuteParams, type ExecuteResponse, rfc3339 } from '@warren/protocol';
+import { findExecutable } from './executable.ts';
+import type { ProcessManager } from './process-manager.ts';
+import { appendLine, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+
+/** Default `/execute` timeout, in seconds. */
+export const EXECUTE_DEFAULT_TIMEOUT_SECONDS = 120;
+
+/** How one language's source file is run. */
+interface Launch {
+  command: string;
+  args: string[];
+  env?: EnvMap;
+}
+
+const sourceFileName: Record<ExecuteLanguage, string> = {
+  python: 'main.py',
+  // .cjs: CommonJS whatever package.json sits above the temp dir, so `require` works.
+  javascript: 'main.cjs',
+  bash: 'main.sh',
+  go: 'main.go',
+};
+
+// Builds in the temp dir (no go.mod needed), then runs the binary in the caller's workdir.
+const GO_BUILD_AND_RUN = '(cd "$1" && exec "$2" build -o main main.go) || exit $?; exec "$1/main"';
+
+async function launchFor(language: ExecuteLanguage, dir: string, file: string, env: EnvMap): Promise<Launch> {
+  switch (language) {
+    case 'python': {
+      const python = (await findExecutable('python3', env.PATH)) ?? (await findExecutable('python', env.PATH));
+      return { command: python ?? 'python3', args: [file] };
+    }
+    case 'javascript': {
+      // The agent's own node runs the code when the template has none.
+      const node = (await findExecutable('node', env.PATH)) ?? process.execPath;
+      return { command: node, args: [file] };
+    }
+    case 'bash': {
+      const shell = (await findExecutable('bash', env.PATH)) ?? '/bin/sh';
+      return { command: shell, args: [file] };
+    }
+    case 'go': {
+      const go = (await findExecutable('go', env.PATH)) ?? (await findExecutable('go', '/usr/local/go/bin')) ?? 'go';
+      const home = env.HOME ?? '/root';
+      return {
+        command: '/bin/sh',
+        args: ['-c', GO_BUILD_AND_RUN, 'sh', dir, go],
+        env: {
+          GOCACHE: env.GOCACHE ?? join(home, '.cache', 'go-build'),
+          GOPATH: env.GOPATH ?? join(home, 'go'),
+        },
+      };
+    }
+  }
+}
+
+/** Runs `/execute` requests: the code in a temp file, one fresh process per call. */
+export class CodeExecutor {
+  readonly #deps: RunDeps;
+  readonly #processes: ProcessManager;
+
+  constructor(deps: RunDeps & { processes: ProcessManager }) {
+    this.#deps = deps;
+    this.#processes = deps.processes;
+  }
+
+  /**
+   * Runs code to completion. A failing program or a timeout is a normal
+   * result (`success: false`), never an error.
+   * @throws {ServiceError} `DIRECTORY_NOT_FOUND` for a missing workdir.
+   */
+  async execute(params: ExecuteParams): Promise<ExecuteResponse> {
+    const ctx = await prepareRun(this.#deps, params);
+    const timeoutMs = timeoutMsOf(params.timeoutSeconds, EXECUTE_DEFAULT_TIMEOUT_SECONDS);
+    const dir = await mkdtemp(join(tmpdir(), 'warren-exec-'));
+    try {
+      const file = join(dir, sourceFileName[params.language]);
+      await writeFile(file, params.code, { mode: 0o600 });
+      const launch = await launchFor(params.language, dir, file, ctx.env);
+      const result = await this.#processes.run({
+        command: launch.command,
+        args: launch.args,
+        cwd: ctx.cwd,
+        env: { ...ctx.env, ...launch.env },
+        timeoutMs,
+        maxOutputBytes: this.#deps.config.maxOutputBytes,
+      });
+      const timeoutNotice = `Execution timed out after ${timeoutMs / 1000}s`;
+      const error = result.timedOut ? timeoutNotice : result.spawnError;
+      let stderr = result.stderr;
+      if (result.timedOut) stderr = appendLine(stderr, timeoutNotice);
+      else if (result.spawnError !== undefined) stderr = appendLine(stderr, result.spawnError);
+      return {
+        success: result.exitCode === 0 && !result.timedOut,
+        stdout: result.stdout,
+        stderr,
+        exit_code: result.exitCode,
+        execution_time: secondsOf(result.durationMs),
+        timestamp: rfc3339(),
+        language: params.language,
+        png: null,
+        html: null,
+        json: null,
+        svg: null,
+        markdown: null,
+        result: null,
+        rich_outputs: [],
+        stdout_truncated: result.stdoutTruncated,
+        stderr_truncated: result.stderrTruncated,
+        timed_out: result.timedOut,
+        ...(error === undefined ? {} : { error }),
+      };
+    } finally {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import { type CommandParams, type CommandResponse, rfc3339 } from '@warren/protocol';
+import type { ProcessManager } from './process-manager.ts';
+import { appendLine, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+
+/** Default `/commands/run` timeout, in seconds. */
+export const COMMAND_DEFAULT_TIMEOUT_SECONDS = 30;
+
+/** Runs `/commands/run` requests. */
+export class CommandRunner {
+  readonly #deps: RunDeps;
+  readonly #processes: ProcessManager;
+
+  constructor(deps: RunDeps & { processes: ProcessManager }) {
+    this.#deps = deps;
+    this.#processes = deps.processes;
+  }
+
+  /**
+   * Runs a command to completion: `command` + `args` via exec, or a bare
+   * `command` string through `/bin/sh -c`. A non-zero exit or a timeout is a
+   * normal result.
+   * @throws {ServiceError} `DIRECTORY_NOT_FOUND` for a missing workdir.
+   */
+  async run(params: CommandParams): Promise<CommandResponse> {
+    const ctx = await prepareRun(this.#deps, params);
+    const timeoutMs = timeoutMsOf(params.timeoutSeconds, COMMAND_DEFAULT_TIMEOUT_SECONDS);
+    const [command, args] =
+      params.args === undefined ? ['/bin/sh', ['-c', params.command]] : [params.command, params.args];
+    const result = await this.#processes.run({
+      command,
+      args,
+      cwd: ctx.cwd,
+      env: ctx.env,
+      timeoutMs,
+      maxOutputBytes: this.#deps.config.maxOutputBytes,
+    });
+    const timeoutNotice = `Command timed out after ${timeoutMs / 1000}s`;
+    const error = result.timedOut ? timeoutNotice : result.spawnError;
+    let stderr = result.stderr;
+    if (result.timedOut) stderr = appendLine(stderr, timeoutNotice);
+    else if (result.spawnError !== undefined) stderr = appendLine(stderr, result.spawnError);
+    return {
+      success: result.exitCode === 0 && !result.timedOut,
+      stdout: result.stdout,
+      stderr,
+      exit_code: result.exitCode,
+      execution_time: secondsOf(result.durationMs),
+      command: params.command,
+      pid: result.pid ?? null,
+      timestamp: rfc3339(),
+      stdout_truncated: result.stdoutTruncated,
+      stderr_truncated: result.stderrTruncated,
+      timed_out: result.timedOut,
+      ...(error === undefined ? {} : { error }),
+    };
+  }
+}

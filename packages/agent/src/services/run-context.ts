@@ -1,0 +1,58 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { type EnvMap, ErrorCode, ServiceError } from '@warren/protocol';
+import type { AgentConfig } from '../config.ts';
+import { buildChildEnv } from './child-env.ts';
+import type { EnvStore } from './env-store.ts';
+
+/** Longest timeout a request may ask for, in seconds. */
+export const MAX_TIMEOUT_SECONDS = 3600;
+
+/** What every child launch needs from the agent. */
+export interface RunDeps {
+  config: AgentConfig;
+  envStore: EnvStore;
+}
+
+/** Working directory and environment of one child launch. */
+export interface RunContext {
+  cwd: string;
+  env: EnvMap;
+}
+
+/**
+ * Resolves the working directory (relative paths are taken from the default
+ * workdir, which is created when missing) and layers the environment.
+ * @throws {ServiceError} `DIRECTORY_NOT_FOUND` when a requested workdir is not a directory.
+ */
+export async function prepareRun(
+  deps: RunDeps,
+  request: { workdir?: string | undefined; env?: EnvMap | undefined },
+): Promise<RunContext> {
+  const fallback = deps.config.workdir;
+  const cwd = request.workdir === undefined ? fallback : resolve(fallback, request.workdir);
+  if (cwd === fallback) await mkdir(cwd, { recursive: true }).catch(() => undefined);
+  const st = await stat(cwd).catch(() => undefined);
+  if (!st?.isDirectory()) {
+    throw new ServiceError(ErrorCode.DIRECTORY_NOT_FOUND, `Directory not found: ${cwd}`, { path: cwd });
+  }
+  const env = buildChildEnv({ template: deps.config.templateEnv, global: deps.envStore.all(), request: request.env });
+  return { cwd, env };
+}
+
+/** A requested timeout in milliseconds: the default when absent, capped at the maximum. */
+export function timeoutMsOf(seconds: number | undefined, defaultSeconds: number): number {
+  const s = seconds === undefined || seconds <= 0 ? defaultSeconds : Math.min(seconds, MAX_TIMEOUT_SECONDS);
+  return Math.round(s * 1000);
+}
+
+/** Seconds with millisecond precision, as the wire's `execution_time`. */
+export function secondsOf(ms: number): number {
+  return Math.round(ms) / 1000;
+}
+
+/** Appends a line (a timeout or start-failure notice) to captured stderr. */
+export function appendLine(stderr: string, line: string): string {
+  if (stderr === '' || stderr.endsWith('\n')) return `${stderr}${line}\n`;
+  return `${stderr}\n${line}\n`;
+}
