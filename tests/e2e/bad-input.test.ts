@@ -40,9 +40,21 @@ describe('control plane rejects bad input with the documented envelope', () => {
 
   it('missing or mistyped fields → 400 INVALID_REQUEST', async () => {
     expectEnvelope(await cp('POST', '/v1/sandboxes', {}), 400, 'INVALID_REQUEST');
-    expectEnvelope(await cp('POST', '/v1/sandboxes', { template_name: 'base', timeout_seconds: 'soon' }), 400, 'INVALID_REQUEST');
-    expectEnvelope(await cp('POST', '/v1/sandboxes', { template_name: 'base', timeout_seconds: -1 }), 400, 'INVALID_REQUEST');
-    expectEnvelope(await cp('POST', '/v1/sandboxes', { template_name: 'base', env_vars: { 'BAD NAME': 'x' } }), 400, 'INVALID_REQUEST');
+    expectEnvelope(
+      await cp('POST', '/v1/sandboxes', { template_name: 'base', timeout_seconds: 'soon' }),
+      400,
+      'INVALID_REQUEST',
+    );
+    expectEnvelope(
+      await cp('POST', '/v1/sandboxes', { template_name: 'base', timeout_seconds: -1 }),
+      400,
+      'INVALID_REQUEST',
+    );
+    expectEnvelope(
+      await cp('POST', '/v1/sandboxes', { template_name: 'base', env_vars: { 'BAD NAME': 'x' } }),
+      400,
+      'INVALID_REQUEST',
+    );
     expectEnvelope(await cp('GET', '/v1/sandboxes?limit=0'), 400, 'INVALID_REQUEST');
     expectEnvelope(await cp('GET', '/v1/sandboxes?cursor=garbage'), 400, 'INVALID_REQUEST');
   });
@@ -56,7 +68,11 @@ describe('control plane rejects bad input with the documented envelope', () => {
   it('no or wrong API key → 401; unknown sandbox → 404 "Sandbox … not found"', async () => {
     const none = await fetch(`${ctx.baseURL}/v1/sandboxes`);
     expect(none.status).toBe(401);
-    expectEnvelope(await cp('GET', '/v1/sandboxes', undefined, { headers: { 'x-api-key': 'wrong-key-123' } }), 401, 'INVALID_TOKEN');
+    expectEnvelope(
+      await cp('GET', '/v1/sandboxes', undefined, { headers: { 'x-api-key': 'wrong-key-123' } }),
+      401,
+      'INVALID_TOKEN',
+    );
     const missing = await cp('GET', '/v1/sandboxes/sbdoesnotexist00');
     expectEnvelope(missing, 404, 'SANDBOX_NOT_FOUND');
     expect((missing.body as Envelope).message.toLowerCase()).toMatch(/sandbox .* not found/);
@@ -79,13 +95,23 @@ describe('agent rejects bad input and path escapes', () => {
   });
 
   it('malformed JSON, missing fields, bad types, oversized bodies', async () => {
-    expectEnvelope(await agent(sb, 'POST', '/execute', undefined, { raw: '{"code":', headers: { 'content-type': 'application/json' } }), 400, 'INVALID_JSON');
+    expectEnvelope(
+      await agent(sb, 'POST', '/execute', undefined, {
+        raw: '{"code":',
+        headers: { 'content-type': 'application/json' },
+      }),
+      400,
+      'INVALID_JSON',
+    );
     const missing = await agent(sb, 'POST', '/execute', { language: 'python' });
     expect(missing.status).toBe(400);
     expect(['INVALID_REQUEST', 'MISSING_PARAMETER']).toContain((missing.body as Envelope).code);
     expectEnvelope(await agent(sb, 'POST', '/execute', { code: 'x', language: 'cobol' }), 400, 'INVALID_REQUEST');
     const big = new Uint8Array(70 * 1024 * 1024).fill(0x61);
-    const r = await agent(sb, 'POST', '/files/write', undefined, { raw: big, headers: { 'content-type': 'application/json' } });
+    const r = await agent(sb, 'POST', '/files/write', undefined, {
+      raw: big,
+      headers: { 'content-type': 'application/json' },
+    });
     expectEnvelope(r, 413, 'PAYLOAD_TOO_LARGE');
     expect((await sh(sb, 'echo still-here')).stdout).toBe('still-here\n');
     await serverIsUp();
@@ -117,10 +143,21 @@ describe('agent rejects bad input and path escapes', () => {
     form.append('file', new Blob(['x']), 'x.txt');
     form.append('path', target);
     expectEnvelope(await agent(sb, 'POST', '/files/upload', undefined, { raw: form }), 403, 'PATH_NOT_ALLOWED');
-    expectEnvelope(await agent(sb, 'DELETE', `/files/remove?path=${encodeURIComponent(path)}`), 403, 'PATH_NOT_ALLOWED');
+    expectEnvelope(
+      await agent(sb, 'DELETE', `/files/remove?path=${encodeURIComponent(path)}`),
+      403,
+      'PATH_NOT_ALLOWED',
+    );
     // Writing through a symlink that points at a file outside is refused too.
-    expectEnvelope(await agent(sb, 'POST', '/files/write', { path: '/workspace/filelink', content: 'x' }), 403, 'PATH_NOT_ALLOWED');
-    const check = await sh(sb, 'ls /etc | grep -c warren-escape; test -s /etc/passwd && echo passwd-intact; cat /etc/hostname');
+    expectEnvelope(
+      await agent(sb, 'POST', '/files/write', { path: '/workspace/filelink', content: 'x' }),
+      403,
+      'PATH_NOT_ALLOWED',
+    );
+    const check = await sh(
+      sb,
+      'ls /etc | grep -c warren-escape; test -s /etc/passwd && echo passwd-intact; cat /etc/hostname',
+    );
     expect(check.stdout.split('\n')[0]).toBe('0');
     expect(check.stdout).toContain('passwd-intact');
     expect(check.stdout).not.toMatch(/^x$/m);

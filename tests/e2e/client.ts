@@ -46,7 +46,9 @@ export async function cp<T = Record<string, unknown>>(
 }
 
 /** Creates a sandbox and fails the test if that fails. */
-export async function createSandbox(body: Record<string, unknown> = { template_name: 'base' }): Promise<CreatedSandbox> {
+export async function createSandbox(
+  body: Record<string, unknown> = { template_name: 'base' },
+): Promise<CreatedSandbox> {
   const r = await cp<CreatedSandbox>('POST', '/v1/sandboxes', body);
   if (r.status !== 201) throw new Error(`create failed: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body;

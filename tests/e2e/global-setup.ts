@@ -12,7 +12,10 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dataDir = await mkdtemp('/var/tmp/warren-test-');
   const net = testNetwork(0);
-  const handle = await startServer({ dataDir, ...net, apiKey: 'wrn_test_suite_key_0123456789',
+  const handle = await startServer({
+    dataDir,
+    ...net,
+    apiKey: 'wrn_test_suite_key_0123456789',
     // A small page size so the SDK's iterator really crosses pages.
     env: { WARREN_LIST_PAGE_MAX: '5' },
   });

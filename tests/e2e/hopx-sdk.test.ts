@@ -37,7 +37,12 @@ describe('official @hopx-ai/sdk 0.5.1 against a real Warren server', () => {
     expect(py.exit_code).toBe(0);
     expect(py.success).toBe(true);
 
-    const js = await sb.runCode('console.log(1 + 1)', { language: 'javascript', timeout: 10, workingDir: '/tmp', env: { A: '1' } });
+    const js = await sb.runCode('console.log(1 + 1)', {
+      language: 'javascript',
+      timeout: 10,
+      workingDir: '/tmp',
+      env: { A: '1' },
+    });
     expect(js.stdout).toBe('2\n');
     expect(js.success).toBe(true);
 

@@ -47,14 +47,20 @@ describe('isolation of a real sandbox', () => {
   });
 
   it('has its own hostname and pid namespace, and sees no host process', async () => {
-    const r = await sh(a, 'hostname; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr "\\0" " "; ls /proc | grep -c "^[0-9]"');
+    const r = await sh(
+      a,
+      'hostname; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr "\\0" " "; ls /proc | grep -c "^[0-9]"',
+    );
     const [name, pidns, init, count] = r.stdout.trim().split('\n');
     expect(name).toBe(a.id);
     expect(name).not.toBe(hostname());
     expect(pidns).not.toBe(await readlink('/proc/self/ns/pid'));
     expect(init).toContain('warren-init');
     expect(Number(count)).toBeLessThan(20);
-    const own = await sh(a, `test -e /proc/${process.pid}/cmdline && cat /proc/${process.pid}/cmdline | tr "\\0" " " || echo none`);
+    const own = await sh(
+      a,
+      `test -e /proc/${process.pid}/cmdline && cat /proc/${process.pid}/cmdline | tr "\\0" " " || echo none`,
+    );
     expect(own.stdout).not.toContain('vitest');
     const ps = await sh(a, 'ps -eo args');
     expect(ps.stdout).not.toMatch(/vitest|warren\/packages\/server|sshd|systemd/);
@@ -86,7 +92,9 @@ describe('isolation of a real sandbox', () => {
   });
 
   it('kills a memory hog at the template limit while the server keeps serving', async () => {
-    const limit = Number(await readFile(`/sys/fs/cgroup/memory/${ctx.cgroupParent}/${a.id}/memory.limit_in_bytes`, 'utf8'));
+    const limit = Number(
+      await readFile(`/sys/fs/cgroup/memory/${ctx.cgroupParent}/${a.id}/memory.limit_in_bytes`, 'utf8'),
+    );
     expect(limit).toBe(512 * 1024 * 1024);
     const hog = await py(
       a,

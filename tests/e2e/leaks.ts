@@ -34,7 +34,8 @@ export async function tracesOf(
   for (const line of mounts.split('\n')) if (line.includes(sandboxId)) traces.push(`mount ${line}`);
   const mountinfo = await readFile('/proc/1/mountinfo', 'utf8');
   for (const line of mountinfo.split('\n')) if (line.includes(sandboxId)) traces.push(`host mount ${line}`);
-  if (await exists(`${ctx.dataDir}/sandboxes/${sandboxId}`)) traces.push(`directory ${ctx.dataDir}/sandboxes/${sandboxId}`);
+  if (await exists(`${ctx.dataDir}/sandboxes/${sandboxId}`))
+    traces.push(`directory ${ctx.dataDir}/sandboxes/${sandboxId}`);
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');

@@ -21,11 +21,17 @@ function direct(socketPath: string, token: string): Promise<number> {
 describe('sandbox lifecycle and tokens', () => {
   it('refreshed tokens and earlier tokens both work; a deleted sandbox answers 404 and leaves nothing', async () => {
     const sb = await createSandbox({ template_name: 'base' });
-    const info = await cp<{ status: string; public_host: string; resources: { vcpu: number } }>('GET', `/v1/sandboxes/${sb.id}`);
+    const info = await cp<{ status: string; public_host: string; resources: { vcpu: number } }>(
+      'GET',
+      `/v1/sandboxes/${sb.id}`,
+    );
     expect(info.body.status).toBe('running');
     expect(info.body.resources.vcpu).toBe(1);
 
-    const refreshed = await cp<{ auth_token: string; token_expires_at: string }>('POST', `/v1/sandboxes/${sb.id}/token/refresh`);
+    const refreshed = await cp<{ auth_token: string; token_expires_at: string }>(
+      'POST',
+      `/v1/sandboxes/${sb.id}/token/refresh`,
+    );
     expect(refreshed.status).toBe(200);
     expect(refreshed.body.auth_token).not.toBe(sb.auth_token);
     expect(Date.parse(refreshed.body.token_expires_at) - Date.now()).toBeGreaterThan(3600_000);
@@ -43,7 +49,10 @@ describe('sandbox lifecycle and tokens', () => {
   });
 
   it("a sandbox's agent refuses another sandbox's token, even straight on its socket", async () => {
-    const [a, b] = await Promise.all([createSandbox({ template_name: 'base' }), createSandbox({ template_name: 'base' })]);
+    const [a, b] = await Promise.all([
+      createSandbox({ template_name: 'base' }),
+      createSandbox({ template_name: 'base' }),
+    ]);
     try {
       const socketB = `${ctx.dataDir}/sandboxes/${b.id}/run/agent.sock`;
       expect(await direct(socketB, b.auth_token)).toBe(200);
@@ -56,14 +65,14 @@ describe('sandbox lifecycle and tokens', () => {
   it('creating and deleting many sandboxes concurrently leaves nothing behind', async () => {
     const sandboxes = await Promise.all(Array.from({ length: 8 }, () => createSandbox({ template_name: 'base' })));
     const outputs = await Promise.all(sandboxes.map((s) => sh(s, 'hostname')));
-    outputs.forEach((o, i) => expect(o.stdout.trim()).toBe(sandboxes[i]!.id));
+    expect(outputs.map((o) => o.stdout.trim())).toEqual(sandboxes.map((s) => s.id));
     await Promise.all(sandboxes.map(deleteSandbox));
     for (const s of sandboxes) expect(await tracesOf(s.id, ctx)).toEqual([]);
   });
 
   it('no deleted sandbox of this run left a mount, netns, veth, cgroup, process or directory', async () => {
     const db = new Database(`${ctx.dataDir}/warren.db`, { readonly: true, fileMustExist: true });
-    const rows = db.prepare("SELECT id, status FROM sandboxes").all() as Array<{ id: string; status: string }>;
+    const rows = db.prepare('SELECT id, status FROM sandboxes').all() as Array<{ id: string; status: string }>;
     db.close();
     const deleted = rows.filter((r) => r.status === 'deleted' || r.status === 'error');
     const live = rows.filter((r) => !['deleted', 'error'].includes(r.status));

@@ -31,7 +31,9 @@ export interface ServerHandle {
 }
 
 /** Starts `packages/server/src/main.ts` as a real process on 127.0.0.1 with an ephemeral port. */
-export async function startServer(options: TestNetwork & { dataDir: string; apiKey?: string; env?: Record<string, string> }): Promise<ServerHandle> {
+export async function startServer(
+  options: TestNetwork & { dataDir: string; apiKey?: string; env?: Record<string, string> },
+): Promise<ServerHandle> {
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     WARREN_HOST: '127.0.0.1',
@@ -81,7 +83,9 @@ export async function stopServer(handle: ServerHandle, options: { deleteSandboxe
       const res = await fetch(`${handle.baseURL}/v1/sandboxes?limit=1000`, { headers });
       const body = (await res.json()) as { data: Array<{ id: string }> };
       if (body.data.length === 0) break;
-      await Promise.all(body.data.map((s) => fetch(`${handle.baseURL}/v1/sandboxes/${s.id}`, { method: 'DELETE', headers })));
+      await Promise.all(
+        body.data.map((s) => fetch(`${handle.baseURL}/v1/sandboxes/${s.id}`, { method: 'DELETE', headers })),
+      );
     }
   }
   if (handle.child.exitCode === null) {
