@@ -1,5 +1,6 @@
 import { agentErrorBody, ErrorCode, ServiceError } from '@warren/protocol';
 import type { ErrorHandler, NotFoundHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AppContext, AppEnv } from './app-env.ts';
 import { newRequestId } from './request-id.ts';
@@ -28,9 +29,8 @@ function fromHTTPStatus(status: number, message: string): ServiceError {
 export function onError(log: (line: string) => void): ErrorHandler<AppEnv> {
   return (err, c) => {
     if (err instanceof ServiceError) return send(c, err);
-    const status = (err as { status?: unknown }).status;
-    if (typeof status === 'number' && err.name === 'HTTPException') {
-      return send(c, fromHTTPStatus(status, status < 500 ? err.message : ''));
+    if (err instanceof HTTPException) {
+      return send(c, fromHTTPStatus(err.status, err.status < 500 ? err.message : ''));
     }
     log(`agent: ${c.req.method} ${c.req.path} failed: ${err.stack ?? String(err)}`);
     return send(c, new ServiceError(ErrorCode.INTERNAL_ERROR, 'Internal error'));

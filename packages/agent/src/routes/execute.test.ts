@@ -1,0 +1,154 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ExecuteResponse, executeResponseSchema } from '@warren/protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestAgent, eventually, isAlive, type TestAgent } from '../test-helpers.ts';
+
+let agent: TestAgent;
+beforeAll(async () => {
+  agent = await createTestAgent({
+    WARREN_TEMPLATE_ENV: JSON.stringify({ FROM_TEMPLATE: 't', LAYER: 'template', PATH: process.env.PATH ?? '' }),
+    WARREN_AGENT_MAX_OUTPUT_BYTES: '4096',
+  });
+});
+afterAll(() => agent.cleanup());
+
+async function execute(body: Record<string, unknown>): Promise<ExecuteResponse> {
+  const res = await agent.json('POST', '/execute', body);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  return executeResponseSchema.parse(await res.json());
+}
+
+describe('POST /execute', () => {
+  it('runs python and returns the full result shape', async () => {
+    const r = await execute({ code: 'import sys\nprint("hi")\nprint("warn", file=sys.stderr)', language: 'python' });
+    expect(r).toMatchObject({ success: true, stdout: 'hi\n', stderr: 'warn\n', exit_code: 0, language: 'python' });
+    expect(r).toMatchObject({ png: null, html: null, json: null, svg: null, markdown: null, result: null });
+    expect(r.rich_outputs).toEqual([]);
+    expect(typeof r.execution_time).toBe('number');
+    expect(r.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  });
+
+  it('defaults to python', async () => {
+    expect((await execute({ code: 'print(6*7)' })).stdout).toBe('42\n');
+  });
+
+  it('runs javascript with CommonJS semantics', async () => {
+    const r = await execute({
+      code: 'const os = require("os"); console.log(1, typeof os.cpus)',
+      language: 'javascript',
+    });
+    expect(r).toMatchObject({ success: true, stdout: '1 function\n', language: 'javascript' });
+  });
+
+  it.each([
+    ['python3', 'print("p3")', 'p3\n', 'python'],
+    ['js', 'console.log("js")', 'js\n', 'javascript'],
+    ['node', 'console.log("node")', 'node\n', 'javascript'],
+    ['nodejs', 'console.log("nodejs")', 'nodejs\n', 'javascript'],
+    ['bash', 'echo "$((2+3))"', '5\n', 'bash'],
+    ['sh', 'echo sh', 'sh\n', 'bash'],
+    ['shell', 'echo shell', 'shell\n', 'bash'],
+  ])('accepts the alias %s', async (language, code, stdout, canonical) => {
+    expect(await execute({ code, language })).toMatchObject({ success: true, stdout, language: canonical });
+  });
+
+  it('reports failing user code as 200 with success:false', async () => {
+    const r = await execute({ code: 'raise ValueError("boom")', language: 'python' });
+    expect(r.success).toBe(false);
+    expect(r.exit_code).toBe(1);
+    expect(r.stderr).toContain('ValueError: boom');
+    const b = await execute({ code: 'exit 7', language: 'bash' });
+    expect(b).toMatchObject({ success: false, exit_code: 7 });
+  });
+
+  it('rejects an unsupported language with 400 INVALID_REQUEST', async () => {
+    const res = await agent.json('POST', '/execute', { code: 'puts 1', language: 'ruby' });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { code: string; error: string };
+    expect(body.code).toBe('INVALID_REQUEST');
+    expect(body.error).toContain('ruby');
+  });
+
+  it('runs in the workdir (also spelled working_dir) and 404s a missing one', async () => {
+    expect((await execute({ code: 'pwd', language: 'bash' })).stdout).toBe(`${agent.workspace}\n`);
+    expect((await execute({ code: 'pwd', language: 'bash', workdir: agent.scratch })).stdout).toBe(
+      `${agent.scratch}\n`,
+    );
+    expect((await execute({ code: 'pwd', language: 'bash', working_dir: agent.scratch })).stdout).toBe(
+      `${agent.scratch}\n`,
+    );
+    const res = await agent.json('POST', '/execute', { code: 'pwd', language: 'bash', workdir: '/no/such/dir' });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ code: 'DIRECTORY_NOT_FOUND' });
+  });
+
+  it('times out with exit 124, kills the process group and says so', async () => {
+    const pidFile = join(agent.scratch, 'exec-grandchild.pid');
+    const started = Date.now();
+    const r = await execute({
+      code: `sleep 300 &\necho $! > ${pidFile}\necho started\nwait`,
+      language: 'bash',
+      timeout: 1,
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(r).toMatchObject({ success: false, exit_code: 124, stdout: 'started\n', timed_out: true });
+    expect(r.stderr).toContain('timed out');
+    expect(r.error).toBe('Execution timed out after 1s');
+    const grandchild = Number(await readFile(pidFile, 'utf8'));
+    expect(await eventually(() => !isAlive(grandchild))).toBe(true);
+  });
+
+  it('caps output per stream and flags truncation', async () => {
+    const r = await execute({
+      code: 'print("x" * 100000)\nimport sys\nsys.stderr.write("e" * 10)',
+      language: 'python',
+    });
+    expect(r.success).toBe(true);
+    expect(r.stdout).toBe('x'.repeat(4096));
+    expect(r.stdout_truncated).toBe(true);
+    expect(r.stderr).toBe('e'.repeat(10));
+    expect(r.stderr_truncated).toBe(false);
+  });
+
+  it('layers env: base < template < global < request, and never leaks WARREN_*', async () => {
+    process.env.WARREN_AGENT_TEST_LEAK = 'leak';
+    try {
+      const put = await agent.json('PUT', '/env', { env_vars: { LAYER: 'global', GLOBAL_ONLY: 'g', REQ: 'global' } });
+      expect(put.status).toBe(200);
+      const r = await execute({
+        code: 'import os, json\nprint(json.dumps(dict(os.environ)))',
+        env: { REQ: 'request', NUM: 5 },
+      });
+      const env = JSON.parse(r.stdout) as Record<string, string>;
+      expect(env).toMatchObject({
+        FROM_TEMPLATE: 't',
+        LAYER: 'global',
+        GLOBAL_ONLY: 'g',
+        REQ: 'request',
+        NUM: '5',
+        HOME: '/root',
+        LANG: 'C.UTF-8',
+      });
+      expect(Object.keys(env).filter((k) => k.startsWith('WARREN_'))).toEqual([]);
+    } finally {
+      delete process.env.WARREN_AGENT_TEST_LEAK;
+      await agent.request('/env', { method: 'DELETE' });
+    }
+  });
+
+  it('refuses reserved WARREN_* names in request env', async () => {
+    const res = await agent.json('POST', '/execute', { code: 'print(1)', env: { WARREN_AGENT_TOKEN_KEY: 'x' } });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ code: 'INVALID_REQUEST' });
+  });
+
+  it('removes its temp source directory afterwards', async () => {
+    const r = await execute({ code: 'import os\nprint(os.path.dirname(os.path.abspath(__file__)))' });
+    const dir = r.stdout.trim();
+    expect(dir).toMatch(/warren-exec-/);
+    const after = await execute({ code: `test -e ${dir} && echo present || echo gone`, language: 'bash' });
+    expect(after.stdout).toBe('gone\n');
+  });
+});

@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { signSandboxToken } from '@warren/protocol';
+import type { Hono } from 'hono';
+import { createApp } from './app.ts';
+import { loadConfig } from './config.ts';
+import type { AppEnv } from './http/app-env.ts';
+import { ProcessManager } from './services/process-manager.ts';
+
+/** An in-process agent over a throwaway directory tree, for route tests. */
+export interface TestAgent {
+  app: Hono<AppEnv>;
+  processes: ProcessManager;
+  /** Base directory holding `workspace/`, `scratch/` (the two roots) and `outside/`. */
+  base: string;
+  workspace: string;
+  scratch: string;
+  /** Not an allowed root; holds `secret.txt`. */
+  outside: string;
+  sandboxId: string;
+  key: Buffer;
+  /** A token for this agent's sandbox (or another one), valid unless `expiresIn` is negative. */
+  token(options?: { sandboxId?: string; expiresInSeconds?: number; key?: Buffer }): string;
+  /** `app.request` with a valid token. */
+  request(path: string, init?: RequestInit): Promise<Response>;
+  /** `request` with a JSON body. */
+  json(method: string, path: string, body: unknown): Promise<Response>;
+  cleanup(): Promise<void>;
+}
+
+/** Starts an in-process agent whose file roots and workdir are temp directories. */
+export async function createTestAgent(env: Record<string, string> = {}): Promise<TestAgent> {
+  const base = await mkdtemp(join(tmpdir(), 'warren-agent-test-'));
+  const workspace = join(base, 'workspace');
+  const scratch = join(base, 'scratch');
+  const outside = join(base, 'outside');
+  await Promise.all([mkdir(workspace), mkdir(scratch), mkdir(outside)]);
+  await writeFile(join(outside, 'secret.txt'), 'top secret\n');
+  const key = randomBytes(32);
+  const sandboxId = `sb-${randomBytes(4).toString('hex')}`;
+  const config = loadConfig({
+    WARREN_SANDBOX_ID: sandboxId,
+    WARREN_AGENT_TOKEN_KEY: key.toString('hex'),
+    WARREN_AGENT_FILE_ROOTS: `${workspace}:${scratch}`,
+    WARREN_AGENT_WORKDIR: workspace,
+    ...env,
+  });
+  const processes = new ProcessManager();
+  const app = createApp(config, { processes, log: () => undefined });
+  const token: TestAgent['token'] = (options = {}) => {
+    const now = Math.floor(Date.now() / 1000);
+    return signSandboxToken(options.key ?? key, {
+      sid: options.sandboxId ?? sandboxId,
+      iat: now,
+      exp: now + (options.expiresInSeconds ?? 3600),
+      jti: randomBytes(6).toString('hex'),
+    });
+  };
+  const request: TestAgent['request'] = async (path, init = {}) => {
+    const headers = new Headers(init.headers);
+    if (!headers.has('authorization')) headers.set('authorization', `Bearer ${token()}`);
+    return app.request(path, { ...init, headers });
+  };
+  const json: TestAgent['json'] = (method, path, body) =>
+    request(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return {
+    app,
+    processes,
+    base,
+    workspace,
+    scratch,
+    outside,
+    sandboxId,
+    key,
+    token,
+    request,
+    json,
+    cleanup: async () => {
+      processes.killAll();
+      await rm(base, { recursive: true, force: true });
+    },
+  };
+}
+
+/** True while `pid` is a live (not zombie) process. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until `check` holds or `timeoutMs` passes; returns the last result. */
+export async function eventually(check: () => boolean, timeoutMs = 3000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return check();
+}
