@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ExecuteResponse, executeResponseSchema } from '@warren/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -144,11 +144,43 @@ describe('POST /execute', () => {
     expect(await res.json()).toMatchObject({ code: 'INVALID_REQUEST' });
   });
 
+  it('gives the code an empty stdin instead of hanging', async () => {
+    const r = await execute({ code: 'read -r line; echo "got:$line:$?"', language: 'bash', timeout: 5 });
+    expect(r).toMatchObject({ stdout: 'got::1\n', timed_out: false });
+  });
+
   it('removes its temp source directory afterwards', async () => {
     const r = await execute({ code: 'import os\nprint(os.path.dirname(os.path.abspath(__file__)))' });
     const dir = r.stdout.trim();
     expect(dir).toMatch(/warren-exec-/);
     const after = await execute({ code: `test -e ${dir} && echo present || echo gone`, language: 'bash' });
     expect(after.stdout).toBe('gone\n');
+  });
+
+  it('builds go in the temp dir and runs the binary in the workdir', async () => {
+    // A stand-in `go` (the host may have none): `go build -o OUT SRC` writes a script that reports where it runs.
+    const bin = join(agent.base, 'fake-go-bin');
+    await mkdir(bin);
+    await writeFile(
+      join(bin, 'go'),
+      [
+        '#!/bin/sh',
+        '[ "$1" = build ] && [ "$2" = -o ] || { echo "unexpected: $*" >&2; exit 2; }',
+        'grep -q COMPILE_ERROR "$4" && { echo "$4:1:1: syntax error" >&2; exit 1; }',
+        `printf '#!/bin/sh\\necho "ran in $(pwd) from $(basename "$(pwd)" ) cache=%s"\\nexit 3\\n' "$GOCACHE" > "$3"`,
+        'chmod +x "$3"',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: agent.scratch };
+    const ok = await execute({ code: 'package main\nfunc main() {}\n', language: 'go', env });
+    expect(ok.language).toBe('go');
+    expect(ok.stdout).toBe(
+      `ran in ${agent.workspace} from workspace cache=${join(agent.scratch, '.cache', 'go-build')}\n`,
+    );
+    expect(ok.exit_code).toBe(3);
+    const bad = await execute({ code: 'COMPILE_ERROR', language: 'golang', env });
+    expect(bad).toMatchObject({ success: false, exit_code: 1, stdout: '' });
+    expect(bad.stderr).toContain('syntax error');
   });
 });
