@@ -33,6 +33,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { RUNTIME_BUNDLE_MOUNT } from '../runtime/bundle.ts';
 import type { DebianRootfsRecipe } from './builtin.ts';
 
 /**
@@ -77,6 +78,12 @@ const RUNTIME_ETC_FILES: ReadonlyArray<readonly [path: string, content: string]>
   ['etc/hostname', 'sandbox\n'],
   ['etc/resolv.conf', ''],
 ];
+
+/**
+ * Empty directories the runtime mounts over (mode 0755). Present in the
+ * template so the runtime never has to create them in a sandbox's upper layer.
+ */
+const MOUNT_POINTS = [RUNTIME_BUNDLE_MOUNT] as const;
 
 /** What decides the content of a template's root filesystem. */
 export interface TemplateRootfsSpec {
@@ -305,6 +312,7 @@ export function templateContentHash(
     aptOptions: APT_OPTIONS,
     dpkgOptions: DPKG_PATH_FILTERS,
     etcFiles: RUNTIME_ETC_FILES,
+    mountPoints: MOUNT_POINTS,
     workdir: spec.workdir,
     idShift: SANDBOX_ID_SHIFT,
   };
@@ -473,7 +481,8 @@ const inflight = new Map<string, Promise<TemplateRootfs>>();
  *
  * The build runs `mmdebstrap` (in its own mount and pid namespaces) into a
  * temporary directory next to the cache entry, reuses and refills the `.deb`
- * cache in `${cacheDir}/apt`, creates the workdir and plain
+ * cache in `${cacheDir}/apt`, removes docs, man pages and translations,
+ * creates the workdir, the `/.warren` mount point and plain
  * `/etc/{hosts,hostname,resolv.conf}`, shifts ownership by
  * `SANDBOX_ID_SHIFT`, and renames the directory into place. A flock lock keeps
  * two processes from building the same template at once; concurrent calls in
@@ -483,7 +492,7 @@ const inflight = new Map<string, Promise<TemplateRootfs>>();
  * @example
  * const { rootfsDir } = await ensureTemplateRootfs(codeInterpreterTemplate, {
  *   cacheDir: '/var/lib/warren',
- *   onProgress: (e) => console.error(`[${e.template}] ${e.message}`),
+ *   onProgress: (line) => console.error(`[code-interpreter] ${line}`),
  * });
  * @throws TemplateBuildError when mmdebstrap fails; the abort reason when `signal` aborts.
  */
@@ -610,7 +619,7 @@ async function buildEntry(spec: TemplateRootfsSpec, ctx: BuildContext): Promise<
     emit('removing docs, man pages and translations');
     await pruneDocs(rootfs);
 
-    emit(`creating ${spec.workdir} and /etc/{hosts,hostname,resolv.conf}`);
+    emit(`creating ${spec.workdir}, ${MOUNT_POINTS.join(', ')} and /etc/{hosts,hostname,resolv.conf}`);
     await prepareRuntimeFiles(rootfs, spec.workdir);
 
     emit(`shifting ownership by ${SANDBOX_ID_SHIFT}`);
@@ -637,6 +646,8 @@ async function buildEntry(spec: TemplateRootfsSpec, ctx: BuildContext): Promise<
     await rename(tmpDir, ctx.entryDir);
     return { rootfsDir: join(ctx.entryDir, 'rootfs'), contentHash: ctx.contentHash, cached: false };
   } catch (err) {
+    // Keep what was downloaded (apt only puts complete, verified files in archives/).
+    await transferDebs(join(tmpDir, 'rootfs/var/cache/apt/archives'), aptCacheDir, 'move').catch(() => 0);
     await removeTree(tmpDir);
     throw err;
   }
@@ -839,11 +850,13 @@ async function emptyDir(dir: string, keep: (name: string) => boolean): Promise<v
   }
 }
 
-/** Creates the workdir and the plain `/etc` files the runtime binds over. */
+/** Creates the workdir, the runtime's mount points and the plain `/etc` files the runtime binds over. */
 async function prepareRuntimeFiles(rootfs: string, workdir: string): Promise<void> {
-  const workdirPath = join(rootfs, workdir);
-  await mkdir(workdirPath, { recursive: true, mode: 0o755 });
-  await chmod(workdirPath, 0o755);
+  for (const dir of [workdir, ...MOUNT_POINTS]) {
+    const path = join(rootfs, dir);
+    await mkdir(path, { recursive: true, mode: 0o755 });
+    await chmod(path, 0o755);
+  }
   for (const [path, content] of RUNTIME_ETC_FILES) {
     const target = join(rootfs, path);
     // mmdebstrap copies the host's /etc/hostname and /etc/resolv.conf; replace them, and any symlink.
