@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { chown, mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../../internal/exec.ts';
+import { run, runLogged } from '../../internal/exec.ts';
 import type { BootSpec, Driver } from '../driver.ts';
 import type { HostNetwork } from './network.ts';
 import { buildSandboxSpec, SANDBOX_ID_BASE } from './spec.ts';
@@ -115,7 +115,8 @@ export class ContainerDriver implements Driver {
         rootfs,
       ]);
       try {
-        await run(this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId));
+        // The container's own stdout/stderr (warren-init and the agent) go to agent.log.
+        await runLogged(this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId), join(dir, 'agent.log'));
       } finally {
         // The container's mount namespace now holds the root; keep it out of the host mount table.
         await run(['umount', '-l', rootfs], { allowFailure: true });
