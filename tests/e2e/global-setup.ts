@@ -4,14 +4,15 @@ import { removeTestNetwork, startServer, stopServer, testNetwork } from './serve
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    warren: { baseURL: string; apiKey: string; dataDir: string; cgroupParent: string; bridge: string };
+    warren: { baseURL: string; apiKey: string; dataDir: string; cgroupParent: string; bridge: string; gateway: string };
   }
 }
 
 /** Starts one real Warren server for the whole suite; tears it down and removes its host state afterwards. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dataDir = await mkdtemp('/var/tmp/warren-test-');
-  const net = testNetwork(0);
+  // WARREN_TEST_SLOT lets two suites run at once on one machine without sharing a bridge or cgroups.
+  const net = testNetwork(Number(process.env.WARREN_TEST_SLOT ?? 0));
   const handle = await startServer({
     dataDir,
     ...net,
@@ -25,6 +26,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     dataDir,
     cgroupParent: net.cgroupParent,
     bridge: net.bridge,
+    gateway: net.cidr.replace(/\.0\.0\/16$/, '.0.1'),
   });
   return async () => {
     await stopServer(handle, { deleteSandboxes: true });

@@ -127,8 +127,8 @@ describe('official @hopx-ai/sdk 0.5.1 against a real Warren server', () => {
     const after = await sb.env.getAll();
     expect(after.K).toBeUndefined();
     expect(after.FOO).toBe('bar');
-    const cmd = await sb.commands.run('echo "${K:-unset} $A"');
-    expect(cmd.stdout).toBe('unset b\n');
+    const cmd = await sb.commands.run('printenv K || echo unset; echo "$A"');
+    expect(cmd.stdout).toBe('unset\nb\n');
   });
 
   it('lists sandboxes and iterates over more than one page', async () => {

@@ -15,9 +15,9 @@ export function newRequestId(): string {
 
 /** Turns any thrown value into the control-plane error envelope; never a stack trace. */
 export function errorResponse(err: unknown, requestId: string, log: Logger): Response {
-  const se =
-    err instanceof ServiceError ? err : new ServiceError(ErrorCode.INTERNAL_ERROR, 'Internal server error');
-  if (!(err instanceof ServiceError)) log.error(`unhandled error (${requestId}): ${(err as Error)?.stack ?? String(err)}`);
+  const se = err instanceof ServiceError ? err : new ServiceError(ErrorCode.INTERNAL_ERROR, 'Internal server error');
+  if (!(err instanceof ServiceError))
+    log.error(`unhandled error (${requestId}): ${(err as Error)?.stack ?? String(err)}`);
   return new Response(JSON.stringify(controlErrorBody(se, requestId)), {
     status: se.status,
     headers: { 'content-type': 'application/json', 'x-request-id': requestId },

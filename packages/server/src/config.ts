@@ -8,12 +8,25 @@ const schema = z.object({
   WARREN_API_KEY: z.string().min(8).optional(),
   /** Origin clients use to reach this server (public_host); derived from host/port when unset. */
   WARREN_PUBLIC_URL: z.url().optional(),
-  WARREN_BRIDGE: z.string().regex(/^[a-z0-9]{1,15}$/).default('warren0'),
+  WARREN_BRIDGE: z
+    .string()
+    .regex(/^[a-z0-9]{1,15}$/)
+    .default('warren0'),
   WARREN_BRIDGE_CIDR: z.string().default('10.213.0.0/16'),
-  WARREN_NFT_TABLE: z.string().regex(/^[a-z_]{1,30}$/).default('warren'),
-  WARREN_CGROUP_PARENT: z.string().regex(/^[a-z0-9_-]{1,40}$/).default('warren'),
+  WARREN_NFT_TABLE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,29}$/)
+    .default('warren'),
+  WARREN_CGROUP_PARENT: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,40}$/)
+    .default('warren'),
   WARREN_TOKEN_TTL_SECONDS: z.coerce.number().int().min(3700).default(86_400),
-  WARREN_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  WARREN_MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
   WARREN_MAX_SANDBOXES_PER_KEY: z.coerce.number().int().min(1).default(100),
   /** Largest page `GET /v1/sandboxes` returns, whatever `limit` asks for. */
   WARREN_LIST_PAGE_MAX: z.coerce.number().int().min(1).max(1000).default(100),

@@ -3,7 +3,6 @@ import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { agentErrorBody, ErrorCode, peekSandboxToken, ServiceError } from '@warren/protocol';
-import type { Hono } from 'hono';
 import { newRequestId } from './app.ts';
 import type { Driver } from './runtime/driver.ts';
 import type { Logger } from './services/sandboxes.ts';
@@ -11,7 +10,8 @@ import type { TokenService } from './services/tokens.ts';
 import type { Store } from './store/store.ts';
 
 export interface GatewayDeps {
-  app: Hono<never> | Hono<any>;
+  /** The control-plane app (anything with a fetch handler). */
+  app: { fetch: (request: Request) => Response | Promise<Response> };
   store: Store;
   tokens: TokenService;
   driver: Driver;
@@ -19,7 +19,15 @@ export interface GatewayDeps {
 }
 
 /** Hop-by-hop headers a proxy must not forward. */
-const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+const HOP_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+]);
 
 function bearer(req: IncomingMessage): string | undefined {
   return /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
@@ -42,7 +50,10 @@ function routeToAgent(
     if (path === '/health' || path.startsWith('/health?')) return { kind: 'control' };
     return {
       kind: 'error',
-      error: new ServiceError(ErrorCode.TOKEN_INVALID, 'A sandbox token is required (Authorization: Bearer <auth_token>)'),
+      error: new ServiceError(
+        ErrorCode.TOKEN_INVALID,
+        'A sandbox token is required (Authorization: Bearer <auth_token>)',
+      ),
     };
   }
   const check = deps.tokens.verify(token!, claims.sid);
@@ -64,7 +75,10 @@ function routeToAgent(
     case 'paused':
       return { kind: 'error', error: new ServiceError(ErrorCode.SANDBOX_PAUSED, `Sandbox ${sandbox.id} is paused`) };
     case 'creating':
-      return { kind: 'error', error: new ServiceError(ErrorCode.SANDBOX_CREATING, `Sandbox ${sandbox.id} is starting`) };
+      return {
+        kind: 'error',
+        error: new ServiceError(ErrorCode.SANDBOX_CREATING, `Sandbox ${sandbox.id} is starting`),
+      };
     case 'stopped':
       return { kind: 'error', error: new ServiceError(ErrorCode.SANDBOX_STOPPED, `Sandbox ${sandbox.id} is stopped`) };
     default:
@@ -103,7 +117,8 @@ function proxyHttp(deps: GatewayDeps, req: IncomingMessage, res: ServerResponse,
   );
   upstream.on('error', (err) => {
     deps.log.warn(`gateway: agent at ${socketPath} failed: ${err.message}`);
-    if (!res.headersSent) sendError(res, new ServiceError(ErrorCode.SANDBOX_UNAVAILABLE, 'Sandbox agent is not reachable'));
+    if (!res.headersSent)
+      sendError(res, new ServiceError(ErrorCode.SANDBOX_UNAVAILABLE, 'Sandbox agent is not reachable'));
     else res.destroy();
   });
   req.on('aborted', () => upstream.destroy());
@@ -165,7 +180,11 @@ export function createGatewayServer(deps: GatewayDeps): Server {
     socket.on('error', () => socket.destroy());
     const route = routeToAgent(deps, req);
     if (route.kind === 'agent') proxyUpgrade(deps, req, socket, head, route.socketPath);
-    else rejectUpgrade(socket, route.kind === 'error' ? route.error : new ServiceError(ErrorCode.NOT_FOUND, 'No WebSocket here'));
+    else
+      rejectUpgrade(
+        socket,
+        route.kind === 'error' ? route.error : new ServiceError(ErrorCode.NOT_FOUND, 'No WebSocket here'),
+      );
   });
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

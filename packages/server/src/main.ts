@@ -59,7 +59,14 @@ async function main(): Promise<void> {
   log.info(`reconciled sandboxes: ${reconciled.adopted} adopted, ${reconciled.cleaned} cleaned`);
 
   let publicHost = config.publicURL ?? '';
-  const app = createApp({ store, sandboxes, publicHost: () => publicHost, listPageMax: config.listPageMax, log, maxBodyBytes: config.maxBodyBytes });
+  const app = createApp({
+    store,
+    sandboxes,
+    publicHost: () => publicHost,
+    listPageMax: config.listPageMax,
+    log,
+    maxBodyBytes: config.maxBodyBytes,
+  });
   const server = createGatewayServer({ app, store, tokens, driver, log });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);

@@ -60,7 +60,11 @@ export function run(
  * init held by `crun create`, keep the file open).
  * @throws CommandError when it exits non-zero, with the log's tail as stderr.
  */
-export function runLogged(argv: readonly string[], logPath: string, options: { timeoutMs?: number } = {}): Promise<void> {
+export function runLogged(
+  argv: readonly string[],
+  logPath: string,
+  options: { timeoutMs?: number } = {},
+): Promise<void> {
   const [cmd, ...args] = argv;
   if (cmd === undefined) throw new Error('runLogged: empty argv');
   const fd = openSync(logPath, 'a', 0o600);

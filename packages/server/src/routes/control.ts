@@ -20,7 +20,12 @@ const createBody = z.object({
   template_name: z.string().min(1).max(200).optional(),
   template_id: z.union([z.string().min(1).max(200), z.number().int().nonnegative()]).optional(),
   region: z.string().max(100).optional(),
-  timeout_seconds: z.number().int().positive().max(30 * 86_400).optional(),
+  timeout_seconds: z
+    .number()
+    .int()
+    .positive()
+    .max(30 * 86_400)
+    .optional(),
   internet_access: z.boolean().optional(),
   env_vars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'invalid env var name'), z.string()).optional(),
   vcpu: z.number().int().positive().optional(),
@@ -78,7 +83,10 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
   const app = new Hono<Env>();
 
   app.use('*', async (c, next) => {
-    c.set('apiKey', authenticate(store, { apiKey: c.req.header('x-api-key'), authorization: c.req.header('authorization') }));
+    c.set(
+      'apiKey',
+      authenticate(store, { apiKey: c.req.header('x-api-key'), authorization: c.req.header('authorization') }),
+    );
     await next();
   });
 

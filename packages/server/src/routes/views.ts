@@ -4,7 +4,11 @@ import type { SandboxRow, TemplateRow } from '../store/store.ts';
 const ts = (ms: number | null): string | null => (ms === null ? null : rfc3339(ms));
 
 /** The Hopx sandbox object (PROTOCOL §6). */
-export function sandboxView(row: SandboxRow, template: TemplateRow | undefined, publicHost: string): Record<string, unknown> {
+export function sandboxView(
+  row: SandboxRow,
+  template: TemplateRow | undefined,
+  publicHost: string,
+): Record<string, unknown> {
   const resources = template?.resources;
   return {
     id: row.id,
@@ -18,9 +22,7 @@ export function sandboxView(row: SandboxRow, template: TemplateRow | undefined, 
     organization_id: 1,
     node_id: 'local',
     region: row.region,
-    resources: resources
-      ? { vcpu: resources.vcpu, memory_mb: resources.memoryMiB, disk_mb: resources.diskMiB }
-      : null,
+    resources: resources ? { vcpu: resources.vcpu, memory_mb: resources.memoryMiB, disk_mb: resources.diskMiB } : null,
     internet_access: row.internetAccess,
     live_mode: false,
     timeout_seconds: row.timeoutSeconds,

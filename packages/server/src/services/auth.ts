@@ -46,10 +46,14 @@ export function bootstrapApiKey(store: Store, configured: string | undefined): {
  * Finds the key a request carries in `X-API-Key` or `Authorization: Bearer`.
  * @throws ServiceError AUTHENTICATION_REQUIRED / INVALID_TOKEN.
  */
-export function authenticate(store: Store, headers: { apiKey?: string | undefined; authorization?: string | undefined }): ApiKeyRow {
+export function authenticate(
+  store: Store,
+  headers: { apiKey?: string | undefined; authorization?: string | undefined },
+): ApiKeyRow {
   const bearer = /^Bearer\s+(.+)$/i.exec(headers.authorization ?? '')?.[1]?.trim();
   const key = headers.apiKey?.trim() || bearer;
-  if (!key) throw new ServiceError(ErrorCode.AUTHENTICATION_REQUIRED, 'API key required (X-API-Key or Authorization: Bearer)');
+  if (!key)
+    throw new ServiceError(ErrorCode.AUTHENTICATION_REQUIRED, 'API key required (X-API-Key or Authorization: Bearer)');
   const row = store.findApiKeyByHash(hashApiKey(key));
   if (!row) throw new ServiceError(ErrorCode.INVALID_TOKEN, 'Invalid API key');
   return row;

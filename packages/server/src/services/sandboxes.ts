@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, ServiceError } from '@warren/protocol';
 import { agentRequest } from '../internal/agent-client.ts';
-import type { Driver } from '../runtime/driver.ts';
 import { MAX_ADDRESS_INDEX } from '../runtime/container/network.ts';
+import type { Driver } from '../runtime/driver.ts';
 import type { ApiKeyRow, SandboxRow, SandboxStatus, Store, TemplateRow } from '../store/store.ts';
 import type { TokenService } from './tokens.ts';
 
@@ -52,7 +52,8 @@ export class SandboxService {
   /** Resolves the template a create request names. @throws ServiceError TEMPLATE_NOT_FOUND / INVALID_REQUEST. */
   resolveTemplate(input: CreateSandboxInput): TemplateRow {
     const ref = input.templateId ?? input.templateName;
-    if (ref === undefined) throw new ServiceError(ErrorCode.INVALID_REQUEST, 'template_name or template_id is required');
+    if (ref === undefined)
+      throw new ServiceError(ErrorCode.INVALID_REQUEST, 'template_name or template_id is required');
     const template = this.store.findTemplate(ref);
     if (!template) throw new ServiceError(ErrorCode.TEMPLATE_NOT_FOUND, `Template not found: ${ref}`);
     if (template.status !== 'active' || template.rootfsDir === null) {
@@ -61,7 +62,10 @@ export class SandboxService {
     return template;
   }
 
-  async create(key: ApiKeyRow, input: CreateSandboxInput): Promise<{ sandbox: SandboxRow; token: string; tokenExpiresAt: Date }> {
+  async create(
+    key: ApiKeyRow,
+    input: CreateSandboxInput,
+  ): Promise<{ sandbox: SandboxRow; token: string; tokenExpiresAt: Date }> {
     const template = this.resolveTemplate(input);
     const now = Date.now();
     const id = newSandboxId();
@@ -81,11 +85,9 @@ export class SandboxService {
       { maxAddressIndex: MAX_ADDRESS_INDEX, maxSandboxes },
     );
     if (!inserted.ok) {
-      throw new ServiceError(
-        ErrorCode.RESOURCE_LIMIT_ERROR,
-        `Concurrent sandbox limit reached (${maxSandboxes})`,
-        { details: { limit: maxSandboxes, current: inserted.current, available: 0, upgrade_url: null } },
-      );
+      throw new ServiceError(ErrorCode.RESOURCE_LIMIT_ERROR, `Concurrent sandbox limit reached (${maxSandboxes})`, {
+        details: { limit: maxSandboxes, current: inserted.current, available: 0, upgrade_url: null },
+      });
     }
     const row = inserted.sandbox;
     try {
@@ -112,7 +114,10 @@ export class SandboxService {
       });
       if (res.status !== 200) {
         await this.delete(id).catch(() => undefined);
-        throw new ServiceError(ErrorCode.INTERNAL_ERROR, `Sandbox failed to apply env_vars (agent answered ${res.status})`);
+        throw new ServiceError(
+          ErrorCode.INTERNAL_ERROR,
+          `Sandbox failed to apply env_vars (agent answered ${res.status})`,
+        );
       }
     }
     if (!this.store.transition(id, ['creating'], 'running')) {

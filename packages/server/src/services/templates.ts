@@ -1,6 +1,6 @@
 import type { Store, TemplateRow } from '../store/store.ts';
-import { type BuiltinTemplate, builtinTemplates } from '../templates/builtin.ts';
 import { ensureTemplateRootfs } from '../templates/builder.ts';
+import { type BuiltinTemplate, builtinTemplates } from '../templates/builtin.ts';
 
 /**
  * Builds (or finds cached) the root filesystems of the named built-in
@@ -15,7 +15,8 @@ export async function ensureBuiltinTemplates(
   const out: TemplateRow[] = [];
   for (const name of names) {
     const def: BuiltinTemplate | undefined = builtinTemplates.find((t) => t.name === name);
-    if (!def) throw new Error(`unknown built-in template '${name}' (known: ${builtinTemplates.map((t) => t.name).join(', ')})`);
+    if (!def)
+      throw new Error(`unknown built-in template '${name}' (known: ${builtinTemplates.map((t) => t.name).join(', ')})`);
     const fields = {
       name: def.name,
       displayName: def.displayName,
@@ -34,14 +35,16 @@ export async function ensureBuiltinTemplates(
       features: [...def.features],
     };
     const existing = store.findTemplate(name);
-    if (!existing || existing.status !== 'active') {
+    if (existing?.status !== 'active') {
       store.upsertTemplate({ ...fields, status: 'building', rootfsDir: null, contentHash: null });
     }
     const built = await ensureTemplateRootfs(def, {
       cacheDir: options.cacheDir,
       onProgress: (line) => options.onProgress(`[template ${name}] ${line}`),
     });
-    out.push(store.upsertTemplate({ ...fields, status: 'active', rootfsDir: built.rootfsDir, contentHash: built.contentHash }));
+    out.push(
+      store.upsertTemplate({ ...fields, status: 'active', rootfsDir: built.rootfsDir, contentHash: built.contentHash }),
+    );
   }
   return out;
 }

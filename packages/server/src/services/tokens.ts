@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { deriveSandboxKey, type SandboxTokenClaims, signSandboxToken, verifySandboxToken, type TokenCheck } from '@warren/protocol';
+import {
+  deriveSandboxKey,
+  type SandboxTokenClaims,
+  signSandboxToken,
+  type TokenCheck,
+  verifySandboxToken,
+} from '@warren/protocol';
 import type { Store } from '../store/store.ts';
 
 /** Issues and checks per-sandbox agent tokens (HS256 JWTs, one derived key per sandbox). */
@@ -25,7 +31,12 @@ export class TokenService {
   /** A new token; earlier tokens of the sandbox stay valid until their own expiry. */
   issue(sandboxId: string, ttlSeconds = this.ttlSeconds): { token: string; expiresAt: Date } {
     const iat = Math.floor(Date.now() / 1000);
-    const claims: SandboxTokenClaims = { sid: sandboxId, iat, exp: iat + ttlSeconds, jti: randomBytes(8).toString('hex') };
+    const claims: SandboxTokenClaims = {
+      sid: sandboxId,
+      iat,
+      exp: iat + ttlSeconds,
+      jti: randomBytes(8).toString('hex'),
+    };
     return { token: signSandboxToken(this.sandboxKey(sandboxId), claims), expiresAt: new Date(claims.exp * 1000) };
   }
 

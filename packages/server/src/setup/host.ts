@@ -33,9 +33,11 @@ async function onPath(command: string): Promise<boolean> {
  * @throws Error saying exactly what is missing.
  */
 export async function prepareHost(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('warren server must run as root (it creates namespaces, cgroups and mounts)');
+  if (process.getuid?.() !== 0)
+    throw new Error('warren server must run as root (it creates namespaces, cgroups and mounts)');
   const missing: string[] = [];
-  for (const [command, pkg] of REQUIRED_COMMANDS) if (!(await onPath(command))) missing.push(`${command} (Debian package ${pkg})`);
+  for (const [command, pkg] of REQUIRED_COMMANDS)
+    if (!(await onPath(command))) missing.push(`${command} (Debian package ${pkg})`);
   if (missing.length > 0) throw new Error(`missing host commands: ${missing.join(', ')}; run scripts/setup.sh`);
   for (const controller of ['memory', 'pids', 'cpu', 'freezer']) {
     try {

@@ -152,7 +152,9 @@ export class Store {
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+      .run(key, value);
   }
 
   // API keys
@@ -219,11 +221,9 @@ export class Store {
 
   /** Finds a template by id or by name. */
   findTemplate(nameOrId: string): TemplateRow | undefined {
-    const r = this.db.prepare('SELECT * FROM templates WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1').get(
-      nameOrId,
-      nameOrId,
-      nameOrId,
-    ) as RawTemplate | undefined;
+    const r = this.db
+      .prepare('SELECT * FROM templates WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1')
+      .get(nameOrId, nameOrId, nameOrId) as RawTemplate | undefined;
     return r && toTemplate(r);
   }
 
@@ -315,8 +315,14 @@ export class Store {
   }
 
   /** Live sandboxes of one key, newest first, keyset-paginated by `seq`. */
-  listSandboxes(filter: { apiKeyId: string; status?: string; region?: string; beforeSeq?: number; limit: number }): SandboxRow[] {
-    const where = ["api_key_id = @apiKeyId", "status != 'deleted'"];
+  listSandboxes(filter: {
+    apiKeyId: string;
+    status?: string;
+    region?: string;
+    beforeSeq?: number;
+    limit: number;
+  }): SandboxRow[] {
+    const where = ['api_key_id = @apiKeyId', "status != 'deleted'"];
     if (filter.status !== undefined) where.push('status = @status');
     if (filter.region !== undefined) where.push('region = @region');
     if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');

@@ -1,10 +1,11 @@
-import { request } from 'node:http';
 import { chown, mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { run, runLogged } from '../../internal/exec.ts';
+import { SANDBOX_ID_SHIFT } from '../../templates/builder.ts';
 import type { BootSpec, Driver } from '../driver.ts';
 import type { HostNetwork } from './network.ts';
-import { buildSandboxSpec, SANDBOX_ID_BASE } from './spec.ts';
+import { buildSandboxSpec } from './spec.ts';
 
 export interface ContainerDriverOptions {
   /** Directory holding one subdirectory per sandbox (upper layer, config, run dir). */
@@ -21,7 +22,17 @@ export interface ContainerDriverOptions {
 }
 
 /** v1 hierarchies whose per-sandbox cgroups crun creates and removes. */
-export const CGROUP_CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb'];
+export const CGROUP_CONTROLLERS = [
+  'memory',
+  'pids',
+  'cpu',
+  'cpuacct',
+  'cpuset',
+  'blkio',
+  'devices',
+  'freezer',
+  'hugetlb',
+];
 
 function hostOpenFileLimit(): Promise<number> {
   return readFile('/proc/self/limits', 'utf8').then((text) => {
@@ -87,8 +98,8 @@ export class ContainerDriver implements Driver {
     const runDir = join(dir, 'run');
     try {
       for (const d of [upper, join(dir, 'work'), rootfs, runDir]) await mkdir(d, { recursive: true });
-      await chown(upper, SANDBOX_ID_BASE, SANDBOX_ID_BASE);
-      await chown(runDir, SANDBOX_ID_BASE, SANDBOX_ID_BASE);
+      await chown(upper, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
+      await chown(runDir, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
       const config = buildSandboxSpec({
         sandboxId: spec.sandboxId,
         hostname: spec.sandboxId,
@@ -116,7 +127,10 @@ export class ContainerDriver implements Driver {
       ]);
       try {
         // The container's own stdout/stderr (warren-init and the agent) go to agent.log.
-        await runLogged(this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId), join(dir, 'agent.log'));
+        await runLogged(
+          this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId),
+          join(dir, 'agent.log'),
+        );
       } finally {
         // The container's mount namespace now holds the root; keep it out of the host mount table.
         await run(['umount', '-l', rootfs], { allowFailure: true });

@@ -2,12 +2,9 @@
  * Builds the OCI runtime spec (config.json) crun runs for one sandbox.
  */
 
-/** Host uid/gid that root inside every sandbox maps to. */
-export const SANDBOX_ID_BASE = 100_000;
-/** Size of the uid/gid range mapped into each sandbox. */
-export const SANDBOX_ID_SIZE = 65_536;
-/** Where the runtime bundle (node, agent, init) is mounted inside a sandbox. */
-export const BUNDLE_MOUNT = '/.warren';
+import { SANDBOX_ID_RANGE, SANDBOX_ID_SHIFT } from '../../templates/builder.ts';
+import { RUNTIME_BUNDLE_MOUNT as BUNDLE_MOUNT } from '../bundle.ts';
+
 /** Where the per-sandbox run directory (agent socket) is mounted inside a sandbox. */
 export const RUN_MOUNT = '/run/warren';
 /** Agent socket path inside the sandbox. */
@@ -165,14 +162,24 @@ export function buildSandboxSpec(input: SandboxSpecInput): Record<string, unknow
     hostname: input.hostname,
     mounts: [
       { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
       {
         destination: '/dev/pts',
         type: 'devpts',
         source: 'devpts',
         options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
       },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+      },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       {
@@ -182,11 +189,16 @@ export function buildSandboxSpec(input: SandboxSpecInput): Record<string, unknow
         options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
       },
       { destination: BUNDLE_MOUNT, type: 'bind', source: input.bundleDir, options: ['rbind', 'ro', 'nosuid', 'nodev'] },
-      { destination: RUN_MOUNT, type: 'bind', source: input.runDir, options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'] },
+      {
+        destination: RUN_MOUNT,
+        type: 'bind',
+        source: input.runDir,
+        options: ['rbind', 'rw', 'nosuid', 'nodev', 'noexec'],
+      },
     ],
     linux: {
-      uidMappings: [{ containerID: 0, hostID: SANDBOX_ID_BASE, size: SANDBOX_ID_SIZE }],
-      gidMappings: [{ containerID: 0, hostID: SANDBOX_ID_BASE, size: SANDBOX_ID_SIZE }],
+      uidMappings: [{ containerID: 0, hostID: SANDBOX_ID_SHIFT, size: SANDBOX_ID_RANGE }],
+      gidMappings: [{ containerID: 0, hostID: SANDBOX_ID_SHIFT, size: SANDBOX_ID_RANGE }],
       namespaces: [
         { type: 'pid' },
         { type: 'network' },
