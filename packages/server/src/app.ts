@@ -18,10 +18,10 @@ export function errorResponse(err: unknown, requestId: string, log: Logger): Res
   const se = err instanceof ServiceError ? err : new ServiceError(ErrorCode.INTERNAL_ERROR, 'Internal server error');
   if (!(err instanceof ServiceError))
     log.error(`unhandled error (${requestId}): ${(err as Error)?.stack ?? String(err)}`);
-  return new Response(JSON.stringify(controlErrorBody(se, requestId)), {
-    status: se.status,
-    headers: { 'content-type': 'application/json', 'x-request-id': requestId },
-  });
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': requestId };
+  // The rest of an oversized body is never read: the connection cannot carry another request.
+  if (se.code === ErrorCode.PAYLOAD_TOO_LARGE) headers.connection = 'close';
+  return new Response(JSON.stringify(controlErrorBody(se, requestId)), { status: se.status, headers });
 }
 
 /** The control-plane Hono app: /health and the Hopx public API under /v1. */

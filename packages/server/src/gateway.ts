@@ -111,6 +111,8 @@ function proxyHttp(deps: GatewayDeps, req: IncomingMessage, res: ServerResponse,
     { socketPath, method: req.method, path: req.url, headers: forwardHeaders(req.headers) },
     (agentRes) => {
       const headers = forwardHeaders(agentRes.headers);
+      // The agent answered before reading the whole body (e.g. 413): the client connection cannot be reused.
+      if (!req.complete) headers.connection = 'close';
       res.writeHead(agentRes.statusCode ?? 502, headers);
       agentRes.pipe(res);
     },

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,10 +27,15 @@ const AGENT_BUNDLE = resolve(fileURLToPath(import.meta.url), '../../../agent/dis
 async function main(): Promise<void> {
   const config = loadConfig();
   await prepareHost();
-  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  // Traversable (not listable) by the sandboxes' mapped root, which crun runs as while it sets up the root.
+  await mkdir(config.dataDir, { recursive: true });
+  await chmod(config.dataDir, 0o711);
   await mkdir(config.cacheDir, { recursive: true });
 
-  const store = new Store(openDatabase(join(config.dataDir, 'warren.db')));
+  const dbPath = join(config.dataDir, 'warren.db');
+  const store = new Store(openDatabase(dbPath));
+  // The database holds the token secret: readable by root only (WAL files inherit this mode).
+  await chmod(dbPath, 0o600);
   const { printedKey } = bootstrapApiKey(store, config.apiKey);
   const tokens = new TokenService(store, config.tokenTtlSeconds);
 
@@ -54,6 +59,7 @@ async function main(): Promise<void> {
     bootTimeoutMs: config.bootTimeoutMs,
   });
   await mkdir(join(config.dataDir, 'sandboxes'), { recursive: true });
+  await chmod(join(config.dataDir, 'sandboxes'), 0o711);
   const sandboxes = new SandboxService({ store, driver, tokens, log, maxSandboxesPerKey: config.maxSandboxesPerKey });
   const reconciled = await sandboxes.reconcile();
   log.info(`reconciled sandboxes: ${reconciled.adopted} adopted, ${reconciled.cleaned} cleaned`);

@@ -154,11 +154,35 @@ export class ContainerDriver implements Driver {
     await run(this.crun('delete', '--force', sandboxId), { allowFailure: true });
     await this.options.network.detach(this.options.network.address(addressIndex, this.veth(addressIndex)));
     await run(['umount', '-l', join(dir, 'rootfs')], { allowFailure: true });
+    await this.killCgroup(sandboxId);
     for (const controller of CGROUP_CONTROLLERS) {
       // A cgroup directory can only be removed with rmdir (crun normally removed it already).
       await rmdir(`/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`).catch(() => undefined);
     }
     await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Kills whatever is still in the sandbox's cgroup (thawing it first, since
+   * frozen tasks cannot die) and waits until it is empty.
+   */
+  private async killCgroup(sandboxId: string): Promise<void> {
+    const cgroup = (controller: string) => `/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`;
+    await writeFile(`${cgroup('freezer')}/freezer.state`, 'THAWED').catch(() => undefined);
+    for (let attempt = 0; attempt < 250; attempt++) {
+      const procs = await readFile(`${cgroup('pids')}/cgroup.procs`, 'utf8').catch(() => '');
+      const pids = procs.split('\n').filter(Boolean).map(Number);
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`sandbox ${sandboxId}: processes survive SIGKILL in its cgroup`);
   }
 
   async list(): Promise<Array<{ sandboxId: string; running: boolean }>> {
