@@ -49,7 +49,7 @@ describe('isolation of a real sandbox', () => {
   it('has its own hostname and pid namespace, and sees no host process', async () => {
     const r = await sh(
       a,
-      'hostname; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr "\\0" " "; ls /proc | grep -c "^[0-9]"',
+      'hostname; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr "\\0" " "; echo; ls /proc | grep -c "^[0-9]"',
     );
     const [name, pidns, init, count] = r.stdout.trim().split('\n');
     expect(name).toBe(a.id);

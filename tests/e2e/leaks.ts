@@ -39,7 +39,11 @@ export async function tracesOf(
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
-    if (cg.includes(`/${ctx.cgroupParent}/${sandboxId}`)) traces.push(`process ${pid}`);
+    if (!cg.includes(`/${ctx.cgroupParent}/${sandboxId}`)) continue;
+    // A zombie has already exited and holds nothing but its pid until the host's init reaps it
+    // (a container's init is reparented to the host's PID 1 once `crun create` exits).
+    const state = /^State:\s+(\S)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''))?.[1];
+    if (state !== undefined && state !== 'Z') traces.push(`process ${pid} (state ${state})`);
   }
   return traces;
 }

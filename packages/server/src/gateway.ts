@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, request, type Server, type ServerRe
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
-import { agentErrorBody, ErrorCode, peekSandboxToken, ServiceError } from '@warren/protocol';
+import { agentErrorBody, controlErrorBody, ErrorCode, peekSandboxToken, ServiceError } from '@warren/protocol';
 import { newRequestId } from './app.ts';
 import type { Driver } from './runtime/driver.ts';
 import type { Logger } from './services/sandboxes.ts';
@@ -16,6 +16,8 @@ export interface GatewayDeps {
   tokens: TokenService;
   driver: Driver;
   log: Logger;
+  /** Largest control-plane request body. */
+  maxBodyBytes: number;
 }
 
 /** Hop-by-hop headers a proxy must not forward. */
@@ -86,9 +88,9 @@ function routeToAgent(
   }
 }
 
-function sendError(res: ServerResponse, err: ServiceError): void {
+function sendError(res: ServerResponse, err: ServiceError, envelope = agentErrorBody): void {
   const requestId = newRequestId();
-  const body = JSON.stringify(agentErrorBody(err, requestId));
+  const body = JSON.stringify(envelope(err, requestId));
   res.writeHead(err.status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
@@ -105,23 +107,58 @@ function forwardHeaders(headers: IncomingMessage['headers']): Record<string, str
   return out;
 }
 
+/** Most a client may send after its request was already answered, before its connection is cut. */
+const MAX_DRAIN_BYTES = 1024 * 1024 * 1024;
+const MAX_DRAIN_MS = 60_000;
+
+/**
+ * Reads and discards the rest of a request body the server already answered
+ * (e.g. with 413), so the client reads the answer instead of a reset
+ * connection; bounded in bytes and time.
+ */
+function drainRequest(req: IncomingMessage, done: () => void): void {
+  if (req.complete) return done();
+  let seen = 0;
+  const timer = setTimeout(() => req.socket.destroy(), MAX_DRAIN_MS);
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > MAX_DRAIN_BYTES) req.socket.destroy();
+  });
+  req.once('end', () => {
+    clearTimeout(timer);
+    done();
+  });
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}
+
 /** Streams one HTTP request to the agent's unix socket and the answer back. */
 function proxyHttp(deps: GatewayDeps, req: IncomingMessage, res: ServerResponse, socketPath: string): void {
+  let answered = false;
   const upstream = request(
     { socketPath, method: req.method, path: req.url, headers: forwardHeaders(req.headers) },
     (agentRes) => {
+      answered = true;
       const headers = forwardHeaders(agentRes.headers);
-      // The agent answered before reading the whole body (e.g. 413): the client connection cannot be reused.
-      if (!req.complete) headers.connection = 'close';
-      res.writeHead(agentRes.statusCode ?? 502, headers);
-      agentRes.pipe(res);
+      const respond = () => {
+        res.writeHead(agentRes.statusCode ?? 502, headers);
+        agentRes.pipe(res);
+      };
+      if (req.complete) return respond();
+      // The agent answered before reading the whole body (e.g. 413): discard the rest, then answer.
+      req.unpipe(upstream);
+      agentRes.once('end', () => upstream.destroy());
+      drainRequest(req, respond);
     },
   );
   upstream.on('error', (err) => {
+    if (answered) return;
     deps.log.warn(`gateway: agent at ${socketPath} failed: ${err.message}`);
-    if (!res.headersSent)
+    if (!res.headersSent) {
       sendError(res, new ServiceError(ErrorCode.SANDBOX_UNAVAILABLE, 'Sandbox agent is not reachable'));
-    else res.destroy();
+    } else {
+      res.destroy();
+    }
   });
   req.on('aborted', () => upstream.destroy());
   res.on('close', () => {
@@ -170,6 +207,13 @@ export function createGatewayServer(deps: GatewayDeps): Server {
   const server = createServer((req, res) => {
     const route = routeToAgent(deps, req);
     if (route.kind === 'control') {
+      if (Number(req.headers['content-length'] ?? 0) > deps.maxBodyBytes) {
+        const tooLarge = new ServiceError(
+          ErrorCode.PAYLOAD_TOO_LARGE,
+          `Request body exceeds ${deps.maxBodyBytes} bytes`,
+        );
+        return drainRequest(req, () => sendError(res, tooLarge, controlErrorBody));
+      }
       void controlListener(req, res);
     } else if (route.kind === 'agent') {
       proxyHttp(deps, req, res, route.socketPath);

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     log,
     maxBodyBytes: config.maxBodyBytes,
   });
-  const server = createGatewayServer({ app, store, tokens, driver, log });
+  const server = createGatewayServer({ app, store, tokens, driver, log, maxBodyBytes: config.maxBodyBytes });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(config.port, config.host, () => ok());
