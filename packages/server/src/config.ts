@@ -31,6 +31,10 @@ const schema = z.object({
   /** Largest page `GET /v1/sandboxes` returns, whatever `limit` asks for. */
   WARREN_LIST_PAGE_MAX: z.coerce.number().int().min(1).max(1000).default(100),
   WARREN_BOOT_TIMEOUT_MS: z.coerce.number().int().min(1000).default(30_000),
+  /** Warm pool size per template: `name=count,…`, or one number for every template; 0 disables it. */
+  WARREN_POOL: z.string().default('base=2,code-interpreter=2'),
+  /** When true, SIGTERM deletes every sandbox before the server exits (default: they keep running). */
+  WARREN_STOP_SANDBOXES_ON_EXIT: z.enum(['true', 'false', '1', '0']).default('false'),
   /** Comma-separated built-in templates to build at start (default: all). */
   WARREN_TEMPLATES: z.string().default('base,code-interpreter'),
 });
@@ -51,6 +55,8 @@ export type Config = Readonly<{
   maxSandboxesPerKey: number;
   bootTimeoutMs: number;
   listPageMax: number;
+  pool: string;
+  stopSandboxesOnExit: boolean;
   templates: readonly string[];
 }>;
 
@@ -83,6 +89,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxSandboxesPerKey: e.WARREN_MAX_SANDBOXES_PER_KEY,
     bootTimeoutMs: e.WARREN_BOOT_TIMEOUT_MS,
     listPageMax: e.WARREN_LIST_PAGE_MAX,
+    pool: e.WARREN_POOL,
+    stopSandboxesOnExit: e.WARREN_STOP_SANDBOXES_ON_EXIT === 'true' || e.WARREN_STOP_SANDBOXES_ON_EXIT === '1',
     templates: e.WARREN_TEMPLATES.split(',')
       .map((s) => s.trim())
       .filter(Boolean),

@@ -9,6 +9,7 @@ import { ensureRuntimeBundle } from './runtime/bundle.ts';
 import { ContainerDriver } from './runtime/container/driver.ts';
 import { HostNetwork } from './runtime/container/network.ts';
 import { bootstrapApiKey } from './services/auth.ts';
+import { parsePoolSizes, WarmPool } from './services/pool.ts';
 import { type Logger, SandboxService } from './services/sandboxes.ts';
 import { ensureBuiltinTemplates } from './services/templates.ts';
 import { TokenService } from './services/tokens.ts';
@@ -63,6 +64,20 @@ async function main(): Promise<void> {
   const sandboxes = new SandboxService({ store, driver, tokens, log, maxSandboxesPerKey: config.maxSandboxesPerKey });
   const reconciled = await sandboxes.reconcile();
   log.info(`reconciled sandboxes: ${reconciled.adopted} adopted, ${reconciled.cleaned} cleaned`);
+  const pool = new WarmPool({ store, sandboxes, log, sizesByName: parsePoolSizes(config.pool, config.templates) });
+
+  // Expiry lives in the store, so a restarted server reaps on time too.
+  let reaping = false;
+  const reaper = setInterval(() => {
+    if (reaping) return;
+    reaping = true;
+    sandboxes
+      .reapExpired()
+      .catch((err: unknown) => log.error(`reaper: ${(err as Error).message}`))
+      .finally(() => {
+        reaping = false;
+      });
+  }, 200);
 
   let publicHost = config.publicURL ?? '';
   const app = createApp({
@@ -87,15 +102,22 @@ async function main(): Promise<void> {
   else if (config.apiKey) process.stdout.write('API key: the value of WARREN_API_KEY\n');
   else process.stdout.write(`API key: the key printed on first start (data dir ${config.dataDir})\n`);
 
-  const shutdown = (signal: string) => {
-    log.info(`${signal}: shutting down; sandboxes keep running`);
+  pool.start();
+
+  const shutdown = async (signal: string) => {
+    log.info(
+      `${signal}: shutting down; ${config.stopSandboxesOnExit ? 'deleting every sandbox' : 'sandboxes keep running'}`,
+    );
+    clearInterval(reaper);
     server.close();
     server.closeAllConnections();
+    await pool.stop();
+    if (config.stopSandboxesOnExit) await sandboxes.deleteAll();
     store.db.close();
     process.exitCode = 0;
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
 }
 
 main().catch((err: unknown) => {

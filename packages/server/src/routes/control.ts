@@ -33,6 +33,14 @@ const createBody = z.object({
   disk_gb: z.number().int().positive().optional(),
 });
 
+const timeoutBody = z.object({
+  timeout_seconds: z
+    .number()
+    .int()
+    .positive()
+    .max(30 * 86_400),
+});
+
 const listQuery = z.object({
   status: z.enum(['creating', 'running', 'paused', 'stopped', 'error']).optional(),
   region: z.string().max(100).optional(),
@@ -148,6 +156,27 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
     const row = sandboxes.get(c.get('apiKey'), c.req.param('id'));
     await sandboxes.delete(row.id);
     return c.json({ id: row.id, object: 'sandbox', status: 'deleted', deleted: true, request_id: c.get('requestId') });
+  });
+
+  const lifecycle = (action: 'pause' | 'resume' | 'stop' | 'start') =>
+    app.post(`/sandboxes/:id/${action}`, async (c) => {
+      const row = await sandboxes[action](c.get('apiKey'), c.req.param('id'));
+      return c.json({ ...view(row.id), request_id: c.get('requestId') });
+    });
+  lifecycle('pause');
+  lifecycle('resume');
+  lifecycle('stop');
+  lifecycle('start');
+
+  app.put('/sandboxes/:id/timeout', async (c) => {
+    const body = parse(timeoutBody, await jsonBody(c.req.raw));
+    const row = sandboxes.setTimeout(c.get('apiKey'), c.req.param('id'), body.timeout_seconds);
+    return c.json({
+      id: row.id,
+      timeout_seconds: row.timeoutSeconds,
+      expires_at: row.expiresAt === null ? null : rfc3339(row.expiresAt),
+      request_id: c.get('requestId'),
+    });
   });
 
   app.post('/sandboxes/:id/token/refresh', (c) => {

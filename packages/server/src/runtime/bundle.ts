@@ -6,8 +6,10 @@
  * ```
  * bin/node          the host's node, patched to load its libraries from /.warren/lib
  * bin/warren-init   static PID 1 (packages/server/native/warren-init.c)
+ * bin/warren-pty    static PTY helper of the agent's /terminal (packages/server/native/warren-pty.c)
  * lib/              node's shared libraries and the dynamic loader, copied from the host
  * agent/agent.mjs   the agent bundle
+ * agent/kernel_bridge.py  the agent's Jupyter kernel bridge (found beside agent.mjs)
  * manifest.json     what went in (written last; its presence marks a complete bundle)
  * ```
  *
@@ -17,7 +19,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Where the bundle is mounted inside a sandbox; compiled into `bin/node`'s interpreter and rpath. */
@@ -27,10 +29,14 @@ export const RUNTIME_BUNDLE_MOUNT = '/.warren';
  * Version of the bundle recipe (layout, patchelf and gcc flags). Part of the
  * hash: bump it whenever a change here changes the bundle's content.
  */
-export const RUNTIME_BUNDLE_RECIPE_VERSION = 1;
+export const RUNTIME_BUNDLE_RECIPE_VERSION = 2;
 
 /** The init source shipped with the server package. */
 const DEFAULT_INIT_SOURCE = fileURLToPath(new URL('../../native/warren-init.c', import.meta.url));
+/** The PTY helper source shipped with the server package. */
+const PTY_SOURCE = fileURLToPath(new URL('../../native/warren-pty.c', import.meta.url));
+/** Name of the agent's kernel bridge script, expected beside the agent bundle. */
+const KERNEL_BRIDGE_NAME = 'kernel_bridge.py';
 
 const GCC_FLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-s'] as const;
 
@@ -94,6 +100,13 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
     throw err;
   });
   const initSource = await readFile(initSourcePath);
+  const ptySource = await readFile(PTY_SOURCE);
+  const kernelBridge = await readFile(join(dirname(options.agentBundlePath), KERNEL_BRIDGE_NAME)).catch(
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    },
+  );
   const nodeStat = await stat(nodePath, { bigint: true });
   const hash = sha256(
     JSON.stringify({
@@ -108,6 +121,8 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
       },
       agentSha256: sha256(agent),
       initSha256: sha256(initSource),
+      ptySha256: sha256(ptySource),
+      kernelBridgeSha256: kernelBridge ? sha256(kernelBridge) : null,
     }),
   );
   const runtimeDir = join(options.cacheDir, 'runtime');
@@ -123,9 +138,16 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
       // A failing progress callback must not break the build.
     }
   };
-  const build = buildBundle({ dir, hash, runtimeDir, nodePath, agent, initSourcePath, progress }).finally(() =>
-    inflight.delete(dir),
-  );
+  const build = buildBundle({
+    dir,
+    hash,
+    runtimeDir,
+    nodePath,
+    agent,
+    kernelBridge,
+    initSourcePath,
+    progress,
+  }).finally(() => inflight.delete(dir));
   inflight.set(dir, build);
   return build;
 }
@@ -143,6 +165,8 @@ interface BuildInputs {
   readonly runtimeDir: string;
   readonly nodePath: string;
   readonly agent: Buffer;
+  /** kernel_bridge.py, when it was found beside the agent bundle. */
+  readonly kernelBridge: Buffer | undefined;
   readonly initSourcePath: string;
   readonly progress: (line: string) => void;
 }
@@ -187,9 +211,18 @@ async function buildBundle(inputs: BuildInputs): Promise<RuntimeBundle> {
     progress('runtime bundle: compiling warren-init (static)');
     await run('gcc', [...GCC_FLAGS, '-o', join(tmp, 'bin/warren-init'), inputs.initSourcePath]);
     await chmod(join(tmp, 'bin/warren-init'), 0o755);
+    progress('runtime bundle: compiling warren-pty (static)');
+    await run('gcc', [...GCC_FLAGS, '-o', join(tmp, 'bin/warren-pty'), PTY_SOURCE]);
+    await chmod(join(tmp, 'bin/warren-pty'), 0o755);
 
     await writeFile(join(tmp, 'agent/agent.mjs'), inputs.agent, { mode: 0o644 });
     await chmod(join(tmp, 'agent/agent.mjs'), 0o644);
+    if (inputs.kernelBridge) {
+      await writeFile(join(tmp, 'agent', KERNEL_BRIDGE_NAME), inputs.kernelBridge, { mode: 0o644 });
+      await chmod(join(tmp, 'agent', KERNEL_BRIDGE_NAME), 0o644);
+    } else {
+      progress(`runtime bundle: no ${KERNEL_BRIDGE_NAME} beside the agent bundle; python will run without a kernel`);
+    }
 
     const manifest = {
       hash,
@@ -199,6 +232,7 @@ async function buildBundle(inputs: BuildInputs): Promise<RuntimeBundle> {
       interpreter: interpreter ? basename(interpreter) : null,
       libraries: libraries.map((lib) => ({ name: lib.name, source: lib.path })),
       agentSha256: sha256(inputs.agent),
+      kernelBridgeSha256: inputs.kernelBridge ? sha256(inputs.kernelBridge) : null,
       builtAt: new Date().toISOString(),
       buildDurationMs: Date.now() - startedAt,
     };

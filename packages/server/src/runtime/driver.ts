@@ -29,8 +29,18 @@ export interface Driver {
   boot(spec: BootSpec): Promise<void>;
   /** Removes every trace of a sandbox (process, mounts, network, cgroups, files). Idempotent. */
   destroy(sandboxId: string, addressIndex: number): Promise<void>;
+  /** Ends every process of a sandbox and frees its network and cgroups, keeping its filesystem for a later `boot`. */
+  stop(sandboxId: string, addressIndex: number): Promise<void>;
+  /** Freezes every process of a sandbox (memory and files stay). */
+  pause(sandboxId: string): Promise<void>;
+  /** Thaws a paused sandbox. */
+  resume(sandboxId: string): Promise<void>;
+  /** Grants or revokes a sandbox's network egress. */
+  setInternetAccess(addressIndex: number, allowed: boolean): Promise<void>;
   /** Host path of the unix socket the sandbox's agent listens on. */
   agentSocket(sandboxId: string): string;
   /** Ids of sandboxes the runtime knows, with whether their process is alive. */
   list(): Promise<Array<{ sandboxId: string; running: boolean }>>;
+  /** Ids of sandboxes that have state on disk. */
+  directories(): Promise<string[]>;
 }

@@ -3,7 +3,14 @@ import { ErrorCode, ServiceError } from '@warren/protocol';
 import { agentRequest } from '../internal/agent-client.ts';
 import { MAX_ADDRESS_INDEX } from '../runtime/container/network.ts';
 import type { Driver } from '../runtime/driver.ts';
-import type { ApiKeyRow, SandboxRow, SandboxStatus, Store, TemplateRow } from '../store/store.ts';
+import {
+  type ApiKeyRow,
+  POOL_KEY_ID,
+  type SandboxRow,
+  type SandboxStatus,
+  type Store,
+  type TemplateRow,
+} from '../store/store.ts';
 import type { TokenService } from './tokens.ts';
 
 export interface CreateSandboxInput {
@@ -31,6 +38,17 @@ export function newSandboxId(): string {
   return id;
 }
 
+/** States in which a sandbox has (or may have) a runtime to clean up. */
+const LIVE: readonly SandboxStatus[] = ['creating', 'running', 'paused', 'stopped', 'error', 'pooled'];
+
+export interface SandboxServiceDeps {
+  store: Store;
+  driver: Driver;
+  tokens: TokenService;
+  log: Logger;
+  maxSandboxesPerKey: number;
+}
+
 /** The lifecycle of sandboxes: every transition is written to the store before it is acted on. */
 export class SandboxService {
   private readonly store: Store;
@@ -40,8 +58,12 @@ export class SandboxService {
   private readonly maxSandboxesPerKey: number;
   /** Deletions in flight, so concurrent DELETEs of one sandbox share one teardown. */
   private readonly teardowns = new Map<string, Promise<void>>();
+  /** Called after a pooled sandbox was claimed (the pool refills in the background). */
+  onPoolClaim: (templateId: string) => void = () => undefined;
+  /** Templates whose warm pool is enabled. */
+  pooledTemplates = new Set<string>();
 
-  constructor(deps: { store: Store; driver: Driver; tokens: TokenService; log: Logger; maxSandboxesPerKey: number }) {
+  constructor(deps: SandboxServiceDeps) {
     this.store = deps.store;
     this.driver = deps.driver;
     this.tokens = deps.tokens;
@@ -52,8 +74,9 @@ export class SandboxService {
   /** Resolves the template a create request names. @throws ServiceError TEMPLATE_NOT_FOUND / INVALID_REQUEST. */
   resolveTemplate(input: CreateSandboxInput): TemplateRow {
     const ref = input.templateId ?? input.templateName;
-    if (ref === undefined)
+    if (ref === undefined) {
       throw new ServiceError(ErrorCode.INVALID_REQUEST, 'template_name or template_id is required');
+    }
     const template = this.store.findTemplate(ref);
     if (!template) throw new ServiceError(ErrorCode.TEMPLATE_NOT_FOUND, `Template not found: ${ref}`);
     if (template.status !== 'active' || template.rootfsDir === null) {
@@ -62,76 +85,134 @@ export class SandboxService {
     return template;
   }
 
+  private limitError(maxSandboxes: number, current: number): ServiceError {
+    return new ServiceError(ErrorCode.RESOURCE_LIMIT_ERROR, `Concurrent sandbox limit reached (${maxSandboxes})`, {
+      details: { limit: maxSandboxes, current, available: 0, upgrade_url: null },
+    });
+  }
+
+  /** Boots a sandbox whose row exists (in `creating` or a pool boot), with its template. */
+  private boot(row: SandboxRow, template: TemplateRow, internetAccess: boolean): Promise<void> {
+    return this.driver.boot({
+      sandboxId: row.id,
+      templateRootfs: template.rootfsDir!,
+      resources: template.resources,
+      templateEnv: template.env,
+      workdir: template.workdir,
+      internetAccess,
+      addressIndex: row.addressIndex,
+      agentTokenKeyHex: this.tokens.sandboxKey(row.id).toString('hex'),
+    });
+  }
+
+  /** Applies the per-sandbox env vars to the agent's global env. */
+  private async applyEnv(id: string, token: string, envVars: Record<string, string>): Promise<void> {
+    if (Object.keys(envVars).length === 0) return;
+    const res = await agentRequest(this.driver.agentSocket(id), token, 'PATCH', '/env', {
+      env_vars: envVars,
+      merge: true,
+    });
+    if (res.status !== 200) throw new Error(`agent answered ${res.status} to PATCH /env`);
+  }
+
   async create(
     key: ApiKeyRow,
     input: CreateSandboxInput,
-  ): Promise<{ sandbox: SandboxRow; token: string; tokenExpiresAt: Date }> {
+  ): Promise<{ sandbox: SandboxRow; token: string; tokenExpiresAt: Date; pooled: boolean }> {
     const template = this.resolveTemplate(input);
     const now = Date.now();
-    const id = newSandboxId();
     const maxSandboxes = key.maxSandboxes ?? this.maxSandboxesPerKey;
-    const inserted = this.store.insertSandbox(
-      {
-        id,
-        apiKeyId: key.id,
-        templateId: template.id,
-        internetAccess: input.internetAccess ?? true,
-        region: input.region ?? null,
-        envVars: input.envVars ?? {},
-        timeoutSeconds: input.timeoutSeconds ?? null,
-        expiresAt: input.timeoutSeconds === undefined ? null : now + input.timeoutSeconds * 1000,
-        createdAt: now,
-      },
-      { maxAddressIndex: MAX_ADDRESS_INDEX, maxSandboxes },
-    );
-    if (!inserted.ok) {
-      throw new ServiceError(ErrorCode.RESOURCE_LIMIT_ERROR, `Concurrent sandbox limit reached (${maxSandboxes})`, {
-        details: { limit: maxSandboxes, current: inserted.current, available: 0, upgrade_url: null },
-      });
+    const fields = {
+      apiKeyId: key.id,
+      internetAccess: input.internetAccess ?? true,
+      region: input.region ?? null,
+      envVars: input.envVars ?? {},
+      timeoutSeconds: input.timeoutSeconds ?? null,
+      expiresAt: input.timeoutSeconds === undefined ? null : now + input.timeoutSeconds * 1000,
+      createdAt: now,
+    };
+
+    // Warm path: claim a booted sandbox (the limit check and the claim are one transaction).
+    let row: SandboxRow | undefined;
+    if (this.pooledTemplates.has(template.id)) {
+      row = this.store.db.transaction(() => {
+        const current = this.store.countLive(key.id);
+        if (current >= maxSandboxes) throw this.limitError(maxSandboxes, current);
+        return this.store.claimPooled(template.id, fields);
+      })();
+      if (row) this.onPoolClaim(template.id);
     }
-    const row = inserted.sandbox;
-    try {
-      await this.driver.boot({
-        sandboxId: id,
-        templateRootfs: template.rootfsDir!,
-        resources: template.resources,
-        templateEnv: template.env,
-        workdir: template.workdir,
-        internetAccess: row.internetAccess,
-        addressIndex: row.addressIndex,
-        agentTokenKeyHex: this.tokens.sandboxKey(id).toString('hex'),
-      });
-    } catch (err) {
-      this.log.error(`sandbox ${id}: boot failed: ${(err as Error).message}`);
-      this.store.transition(id, ['creating'], 'error', { error: (err as Error).message });
-      throw new ServiceError(ErrorCode.INTERNAL_ERROR, 'Sandbox failed to start');
-    }
-    const issued = this.tokens.issue(id);
-    if (input.envVars && Object.keys(input.envVars).length > 0) {
-      const res = await agentRequest(this.driver.agentSocket(id), issued.token, 'PATCH', '/env', {
-        env_vars: input.envVars,
-        merge: true,
-      });
-      if (res.status !== 200) {
-        await this.delete(id).catch(() => undefined);
-        throw new ServiceError(
-          ErrorCode.INTERNAL_ERROR,
-          `Sandbox failed to apply env_vars (agent answered ${res.status})`,
-        );
+    const pooled = row !== undefined;
+
+    if (!row) {
+      const inserted = this.store.insertSandbox(
+        { id: newSandboxId(), templateId: template.id, ...fields },
+        { maxAddressIndex: MAX_ADDRESS_INDEX, maxSandboxes },
+      );
+      if (!inserted.ok) throw this.limitError(maxSandboxes, inserted.current);
+      row = inserted.sandbox;
+      try {
+        await this.boot(row, template, row.internetAccess);
+      } catch (err) {
+        this.log.error(`sandbox ${row.id}: boot failed: ${(err as Error).message}`);
+        this.store.transition(row.id, ['creating'], 'error', { error: (err as Error).message });
+        throw new ServiceError(ErrorCode.INTERNAL_ERROR, 'Sandbox failed to start');
       }
     }
+
+    const id = row.id;
+    const issued = this.tokens.issue(id);
+    try {
+      // A pooled sandbox booted without egress; grant it now if asked.
+      if (pooled && row.internetAccess) await this.driver.setInternetAccess(row.addressIndex, true);
+      await this.applyEnv(id, issued.token, row.envVars);
+    } catch (err) {
+      this.log.error(`sandbox ${id}: set-up failed: ${(err as Error).message}`);
+      await this.delete(id);
+      throw new ServiceError(ErrorCode.INTERNAL_ERROR, 'Sandbox failed to start');
+    }
     if (!this.store.transition(id, ['creating'], 'running')) {
-      // Deleted while booting: make sure nothing is left.
-      await this.delete(id).catch(() => undefined);
+      // Deleted (or expired) while starting: make sure nothing is left.
+      await this.delete(id);
       throw new ServiceError(ErrorCode.SANDBOX_NOT_FOUND, `Sandbox ${id} not found`);
     }
-    return { sandbox: this.store.getSandbox(id)!, token: issued.token, tokenExpiresAt: issued.expiresAt };
+    return { sandbox: this.store.getSandbox(id)!, token: issued.token, tokenExpiresAt: issued.expiresAt, pooled };
   }
 
-  /** A live sandbox owned by `key`. @throws ServiceError SANDBOX_NOT_FOUND ("Sandbox … not found"). */
+  /**
+   * Boots one warm-pool sandbox of a template: no owner, no egress, agent up.
+   * It stays `creating` (unclaimable) until booted, then becomes `pooled`.
+   */
+  async bootPooled(template: TemplateRow): Promise<void> {
+    const inserted = this.store.insertSandbox(
+      {
+        id: newSandboxId(),
+        templateId: template.id,
+        apiKeyId: POOL_KEY_ID,
+        internetAccess: false,
+        region: null,
+        envVars: {},
+        timeoutSeconds: null,
+        expiresAt: null,
+        createdAt: Date.now(),
+      },
+      { maxAddressIndex: MAX_ADDRESS_INDEX, maxSandboxes: Number.MAX_SAFE_INTEGER },
+    );
+    if (!inserted.ok) return;
+    const row = inserted.sandbox;
+    try {
+      await this.boot(row, template, false);
+    } catch (err) {
+      this.store.transition(row.id, ['creating'], 'error', { error: (err as Error).message });
+      throw err;
+    }
+    if (!this.store.transition(row.id, ['creating'], 'pooled')) await this.delete(row.id);
+  }
+
+  /** A sandbox owned by `key` that is not deleted. @throws ServiceError SANDBOX_NOT_FOUND ("Sandbox … not found"). */
   get(key: ApiKeyRow, id: string): SandboxRow {
     const row = this.store.getSandbox(id);
-    if (!row || row.apiKeyId !== key.id || row.status === 'deleted') {
+    if (!row || row.apiKeyId !== key.id || row.status === 'deleted' || row.status === 'pooled') {
       throw new ServiceError(ErrorCode.SANDBOX_NOT_FOUND, `Sandbox ${id} not found`, { status: 404 });
     }
     return row;
@@ -143,7 +224,7 @@ export class SandboxService {
     if (inFlight) return inFlight;
     const row = this.store.getSandbox(id);
     if (!row) return;
-    this.store.transition(id, ['creating', 'running', 'paused', 'stopped', 'error'], 'deleted');
+    this.store.transition(id, LIVE, 'deleted');
     const teardown = this.driver
       .destroy(id, row.addressIndex)
       .catch((err: unknown) => this.log.error(`sandbox ${id}: teardown failed: ${(err as Error).message}`))
@@ -152,41 +233,141 @@ export class SandboxService {
     return teardown;
   }
 
+  private conflict(row: SandboxRow, action: string): ServiceError {
+    return new ServiceError(ErrorCode.CONFLICT, `Cannot ${action} sandbox ${row.id}: it is ${row.status}`, {
+      details: { status: row.status },
+    });
+  }
+
+  /** Freezes a running sandbox's processes (cgroup freezer). Idempotent on a paused sandbox. */
+  async pause(key: ApiKeyRow, id: string): Promise<SandboxRow> {
+    const row = this.get(key, id);
+    if (row.status === 'paused') return row;
+    if (!this.store.transition(id, ['running'], 'paused')) throw this.conflict(row, 'pause');
+    try {
+      await this.driver.pause(id);
+    } catch (err) {
+      this.store.transition(id, ['paused'], 'running');
+      throw err;
+    }
+    return this.store.getSandbox(id)!;
+  }
+
+  /** Thaws a paused sandbox. Idempotent on a running sandbox. */
+  async resume(key: ApiKeyRow, id: string): Promise<SandboxRow> {
+    const row = this.get(key, id);
+    if (row.status === 'running') return row;
+    if (!this.store.transition(id, ['paused'], 'running')) throw this.conflict(row, 'resume');
+    try {
+      await this.driver.resume(id);
+    } catch (err) {
+      this.store.transition(id, ['running'], 'paused');
+      throw err;
+    }
+    return this.store.getSandbox(id)!;
+  }
+
+  /** Ends every process of the sandbox; its filesystem is kept for `start`. */
+  async stop(key: ApiKeyRow, id: string): Promise<SandboxRow> {
+    const row = this.get(key, id);
+    if (row.status === 'stopped') return row;
+    if (!this.store.transition(id, ['running', 'paused'], 'stopped')) throw this.conflict(row, 'stop');
+    await this.driver.stop(id, row.addressIndex);
+    return this.store.getSandbox(id)!;
+  }
+
+  /** Boots a stopped sandbox again over its kept filesystem; create-time env vars are applied again. */
+  async start(key: ApiKeyRow, id: string): Promise<SandboxRow> {
+    const row = this.get(key, id);
+    if (row.status === 'running') return row;
+    if (!this.store.transition(id, ['stopped'], 'creating')) throw this.conflict(row, 'start');
+    const template = this.store.findTemplate(row.templateId);
+    try {
+      if (!template?.rootfsDir) throw new Error(`template ${row.templateId} is gone`);
+      await this.boot(row, template, row.internetAccess);
+      await this.applyEnv(id, this.tokens.issue(id, 300).token, row.envVars);
+    } catch (err) {
+      this.log.error(`sandbox ${id}: start failed: ${(err as Error).message}`);
+      await this.driver.stop(id, row.addressIndex).catch(() => undefined);
+      this.store.transition(id, ['creating'], 'stopped');
+      throw new ServiceError(ErrorCode.INTERNAL_ERROR, 'Sandbox failed to start');
+    }
+    if (!this.store.transition(id, ['creating'], 'running')) {
+      await this.delete(id);
+      throw new ServiceError(ErrorCode.SANDBOX_NOT_FOUND, `Sandbox ${id} not found`);
+    }
+    return this.store.getSandbox(id)!;
+  }
+
+  /** Sets a new timeout from now: `expires_at = now + timeoutSeconds`. */
+  setTimeout(key: ApiKeyRow, id: string, timeoutSeconds: number): SandboxRow {
+    this.get(key, id);
+    this.store.setTimeout(id, timeoutSeconds, Date.now() + timeoutSeconds * 1000);
+    return this.store.getSandbox(id)!;
+  }
+
   refreshToken(key: ApiKeyRow, id: string): { sandbox: SandboxRow; token: string; tokenExpiresAt: Date } {
     const sandbox = this.get(key, id);
     const issued = this.tokens.issue(id);
     return { sandbox, token: issued.token, tokenExpiresAt: issued.expiresAt };
   }
 
+  /** Deletes every sandbox whose `expires_at` has passed; returns how many. */
+  async reapExpired(nowMs = Date.now()): Promise<number> {
+    const expired = this.store.expiredSandboxes(nowMs);
+    await Promise.all(
+      expired.map((row) => {
+        this.log.info(`sandbox ${row.id}: expired; deleting`);
+        return this.delete(row.id);
+      }),
+    );
+    return expired.length;
+  }
+
+  /** Deletes every sandbox that has a runtime (used by a shutdown that stops everything). */
+  async deleteAll(): Promise<void> {
+    await Promise.all(this.store.sandboxesInStatus(LIVE).map((row) => this.delete(row.id)));
+  }
+
   /**
    * Brings the store and the runtime into agreement after a (re)start:
-   * running sandboxes whose container is alive are kept; those whose runtime
-   * vanished, half-created ones, and leftovers of deleted ones are cleaned.
+   * running, paused and pooled sandboxes whose container is alive are kept;
+   * stopped sandboxes keep their files; those whose runtime vanished and
+   * half-made ones are marked `error` and cleaned; leftovers of deleted ones
+   * (containers, directories) are removed.
    */
   async reconcile(): Promise<{ adopted: number; cleaned: number }> {
     const runtime = new Map((await this.driver.list()).map((c) => [c.sandboxId, c.running]));
+    const dirs = new Set(await this.driver.directories());
     let adopted = 0;
     let cleaned = 0;
-    const live: SandboxStatus[] = ['creating', 'running', 'paused', 'stopped', 'error'];
-    for (const row of this.store.sandboxesInStatus(live)) {
-      if ((row.status === 'running' || row.status === 'paused') && runtime.get(row.id) === true) {
+    for (const row of this.store.sandboxesInStatus(LIVE)) {
+      const alive = runtime.get(row.id) === true;
+      const hasRuntime = runtime.has(row.id) || dirs.has(row.id);
+      runtime.delete(row.id);
+      dirs.delete(row.id);
+      if (alive && (row.status === 'running' || row.status === 'paused' || row.status === 'pooled')) {
         adopted++;
-        runtime.delete(row.id);
         continue;
       }
-      this.log.warn(`sandbox ${row.id}: runtime gone or half-made (status ${row.status}); cleaning up`);
-      this.store.transition(row.id, live, 'error', { error: 'runtime vanished' });
+      if (row.status === 'stopped') {
+        await this.driver.stop(row.id, row.addressIndex);
+        continue;
+      }
+      if (row.status === 'error') {
+        if (hasRuntime) await this.driver.destroy(row.id, row.addressIndex);
+        continue;
+      }
+      this.log.warn(`sandbox ${row.id}: runtime gone or half-made (status ${row.status}); marked error and cleaned`);
+      this.store.transition(row.id, LIVE, row.status === 'pooled' ? 'deleted' : 'error', { error: 'runtime vanished' });
       await this.driver.destroy(row.id, row.addressIndex);
       cleaned++;
-      runtime.delete(row.id);
     }
-    // Containers the store does not consider live (deleted, or unknown to this data directory).
-    for (const sandboxId of runtime.keys()) {
+    // Containers and directories of deleted sandboxes (or unknown to this data directory).
+    for (const sandboxId of new Set([...runtime.keys(), ...dirs])) {
       const row = this.store.getSandbox(sandboxId);
-      if (row) {
-        await this.driver.destroy(sandboxId, row.addressIndex);
-        cleaned++;
-      }
+      await this.driver.destroy(sandboxId, row?.addressIndex ?? 0);
+      cleaned++;
     }
     return { adopted, cleaned };
   }

@@ -50,6 +50,16 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX sandboxes_live_address ON sandboxes(address_index) WHERE status != 'deleted';
   CREATE INDEX sandboxes_status ON sandboxes(status);
   `,
+  `
+  -- Warm-pool sandboxes belong to this internal key until a create claims them.
+  INSERT INTO api_keys (id, key_hash, name, max_sandboxes, created_at)
+    VALUES ('key_pool', 'pool:' || lower(hex(randomblob(32))), 'warm pool (internal, cannot authenticate)', NULL, 0);
+  CREATE INDEX sandboxes_expiry ON sandboxes(expires_at) WHERE expires_at IS NOT NULL AND status != 'deleted';
+  CREATE INDEX sandboxes_pool ON sandboxes(template_id, status);
+  -- A failed sandbox has no runtime left: its network address slot is free again.
+  DROP INDEX sandboxes_live_address;
+  CREATE UNIQUE INDEX sandboxes_live_address ON sandboxes(address_index) WHERE status NOT IN ('deleted', 'error');
+  `,
 ];
 
 export type DB = Database.Database;

@@ -1,6 +1,13 @@
 import type { DB } from './db.ts';
 
-export type SandboxStatus = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'deleted';
+/**
+ * Stored sandbox states. `pooled` is internal: a booted warm-pool sandbox no
+ * one has claimed yet (never listed, never counted against a key).
+ */
+export type SandboxStatus = 'creating' | 'running' | 'paused' | 'stopped' | 'error' | 'deleted' | 'pooled';
+
+/** The internal API key warm-pool sandboxes belong to until claimed. */
+export const POOL_KEY_ID = 'key_pool';
 
 export interface SandboxRow {
   seq: number;
@@ -247,19 +254,17 @@ export class Store {
   insertSandbox(
     row: Omit<SandboxRow, 'seq' | 'addressIndex' | 'updatedAt' | 'deletedAt' | 'error' | 'startedAt' | 'status'>,
     limits: { maxAddressIndex: number; maxSandboxes: number },
+    status: 'creating' | 'pooled' = 'creating',
   ): { ok: true; sandbox: SandboxRow } | { ok: false; current: number } {
     return this.db.transaction(() => {
-      const current = (
-        this.db
-          .prepare("SELECT COUNT(*) AS n FROM sandboxes WHERE api_key_id = ? AND status NOT IN ('deleted', 'error')")
-          .get(row.apiKeyId) as { n: number }
-      ).n;
+      const current = this.countLive(row.apiKeyId);
       if (current >= limits.maxSandboxes) return { ok: false as const, current };
       const free = this.db
         .prepare(
-          `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sandboxes WHERE status != 'deleted' AND address_index = 1) THEN 1
-             ELSE (SELECT MIN(s.address_index) + 1 FROM sandboxes s WHERE s.status != 'deleted'
-               AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.status != 'deleted' AND t.address_index = s.address_index + 1))
+          `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sandboxes WHERE status NOT IN ('deleted', 'error') AND address_index = 1) THEN 1
+             ELSE (SELECT MIN(s.address_index) + 1 FROM sandboxes s WHERE s.status NOT IN ('deleted', 'error')
+               AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.status NOT IN ('deleted', 'error')
+                 AND t.address_index = s.address_index + 1))
            END AS idx`,
         )
         .get() as { idx: number };
@@ -268,12 +273,13 @@ export class Store {
         .prepare(
           `INSERT INTO sandboxes (id, api_key_id, template_id, status, address_index, internet_access, region, env_json,
              timeout_seconds, expires_at, created_at, updated_at)
-           VALUES (?, ?, ?, 'creating', ?, ?, ?, ?, ?, ?, ?, ?)`,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           row.id,
           row.apiKeyId,
           row.templateId,
+          status,
           free.idx,
           row.internetAccess ? 1 : 0,
           row.region,
@@ -312,6 +318,89 @@ export class Store {
     this.db
       .prepare('UPDATE sandboxes SET timeout_seconds = ?, expires_at = ?, updated_at = ? WHERE id = ?')
       .run(timeoutSeconds, expiresAt, Date.now(), id);
+  }
+
+  /**
+   * Atomically hands one booted pool sandbox of a template to a key: it leaves
+   * the pool in the same statement that picks it, so two claims never get the
+   * same sandbox. Returns undefined when the pool is empty.
+   */
+  claimPooled(
+    templateId: string,
+    claim: Pick<
+      SandboxRow,
+      'apiKeyId' | 'internetAccess' | 'region' | 'envVars' | 'timeoutSeconds' | 'expiresAt' | 'createdAt'
+    >,
+  ): SandboxRow | undefined {
+    const r = this.db
+      .prepare(
+        `UPDATE sandboxes SET status = 'creating', api_key_id = @apiKeyId, internet_access = @internetAccess,
+           region = @region, env_json = @envJson, timeout_seconds = @timeoutSeconds, expires_at = @expiresAt,
+           created_at = @createdAt, updated_at = @createdAt
+         WHERE id = (SELECT id FROM sandboxes WHERE status = 'pooled' AND template_id = @templateId ORDER BY seq LIMIT 1)
+         RETURNING *`,
+      )
+      .get({
+        templateId,
+        apiKeyId: claim.apiKeyId,
+        internetAccess: claim.internetAccess ? 1 : 0,
+        region: claim.region,
+        envJson: JSON.stringify(claim.envVars),
+        timeoutSeconds: claim.timeoutSeconds,
+        expiresAt: claim.expiresAt,
+        createdAt: claim.createdAt,
+      }) as RawSandbox | undefined;
+    return r && toSandbox(r);
+  }
+
+  /** Sandboxes a key holds now (everything not deleted, failed or pooled). */
+  countLive(apiKeyId: string): number {
+    const r = this.db
+      .prepare(
+        "SELECT COUNT(*) AS n FROM sandboxes WHERE api_key_id = ? AND status NOT IN ('deleted', 'error', 'pooled')",
+      )
+      .get(apiKeyId) as { n: number };
+    return r.n;
+  }
+
+  /** Warm-pool sandboxes of a template: booted (`pooled`) or booting. */
+  countPool(templateId: string): number {
+    const r = this.db
+      .prepare(
+        "SELECT COUNT(*) AS n FROM sandboxes WHERE template_id = ? AND api_key_id = ? AND status IN ('creating', 'pooled')",
+      )
+      .get(templateId, POOL_KEY_ID) as { n: number };
+    return r.n;
+  }
+
+  /** Number of sandboxes of a template in the given states (pool accounting). */
+  countByTemplate(templateId: string, statuses: readonly SandboxStatus[]): number {
+    const r = this.db
+      .prepare(
+        `SELECT COUNT(*) AS n FROM sandboxes WHERE template_id = ? AND status IN (${statuses.map(() => '?').join(', ')})`,
+      )
+      .get(templateId, ...statuses) as { n: number };
+    return r.n;
+  }
+
+  /** Live sandboxes whose expiry has passed. */
+  expiredSandboxes(nowMs: number): SandboxRow[] {
+    const rows = this.db
+      .prepare(
+        "SELECT * FROM sandboxes WHERE expires_at IS NOT NULL AND expires_at <= ? AND status NOT IN ('deleted', 'pooled')",
+      )
+      .all(nowMs) as RawSandbox[];
+    return rows.map(toSandbox);
+  }
+
+  /** The earliest expiry among live sandboxes, if any. */
+  nextExpiry(): number | undefined {
+    const r = this.db
+      .prepare(
+        "SELECT MIN(expires_at) AS t FROM sandboxes WHERE expires_at IS NOT NULL AND status NOT IN ('deleted', 'pooled')",
+      )
+      .get() as { t: number | null };
+    return r.t ?? undefined;
   }
 
   /** Live sandboxes of one key, newest first, keyset-paginated by `seq`. */

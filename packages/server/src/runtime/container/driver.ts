@@ -1,4 +1,4 @@
-import { chown, mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { run, runLogged } from '../../internal/exec.ts';
@@ -150,6 +150,11 @@ export class ContainerDriver implements Driver {
   }
 
   async destroy(sandboxId: string, addressIndex: number): Promise<void> {
+    await this.stop(sandboxId, addressIndex);
+    await rm(this.dir(sandboxId), { recursive: true, force: true });
+  }
+
+  async stop(sandboxId: string, addressIndex: number): Promise<void> {
     const dir = this.dir(sandboxId);
     await run(this.crun('delete', '--force', sandboxId), { allowFailure: true });
     await this.options.network.detach(this.options.network.address(addressIndex, this.veth(addressIndex)));
@@ -159,7 +164,25 @@ export class ContainerDriver implements Driver {
       // A cgroup directory can only be removed with rmdir (crun normally removed it already).
       await rmdir(`/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`).catch(() => undefined);
     }
-    await rm(dir, { recursive: true, force: true });
+    await rm(join(dir, 'run', 'agent.sock'), { force: true });
+  }
+
+  async pause(sandboxId: string): Promise<void> {
+    await run(this.crun('pause', sandboxId));
+  }
+
+  async resume(sandboxId: string): Promise<void> {
+    await run(this.crun('resume', sandboxId));
+  }
+
+  async setInternetAccess(addressIndex: number, allowed: boolean): Promise<void> {
+    const addr = this.options.network.address(addressIndex, this.veth(addressIndex));
+    await this.options.network.setEgress(addr.ip, allowed);
+  }
+
+  /** Sandbox directories on disk (including stopped sandboxes, which have no container). */
+  async directories(): Promise<string[]> {
+    return readdir(this.options.sandboxesDir).catch(() => []);
   }
 
   /**
