@@ -1,4 +1,7 @@
-// Bundles the agent into one self-contained ESM file: dist/agent.mjs.
+// Bundles the agent into one self-contained ESM file, dist/agent.mjs, and puts
+// the files it runs beside it (dist/kernel_bridge.py). The server's runtime
+// bundle ships both in /.warren/agent/.
+import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -12,6 +15,8 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
+  // ws loads these optional native speed-ups when present; the agent runs without them.
+  external: ['bufferutil', 'utf-8-validate'],
   // CommonJS dependencies call require(); give the ESM bundle one.
   banner: {
     js: "import { createRequire as __warrenCreateRequire } from 'node:module'; const require = __warrenCreateRequire(import.meta.url);",
@@ -22,3 +27,6 @@ await build({
   sourcemap: false,
   logLevel: 'info',
 });
+
+await mkdir(join(here, 'dist'), { recursive: true });
+await copyFile(join(here, 'src/kernel_bridge.py'), join(here, 'dist/kernel_bridge.py'));

@@ -1,4 +1,5 @@
-import { isAbsolute, normalize } from 'node:path';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { reservedEnvPrefix } from '@warren/protocol';
 import { z } from 'zod';
 
@@ -25,7 +26,20 @@ export interface AgentConfig {
   readonly maxBodyBytes: number;
   /** Base environment of the template, applied below the global and request env. */
   readonly templateEnv: Readonly<Record<string, string>>;
+  /** Output kept per stream per background process. @default 256 KiB */
+  readonly backgroundOutputBytes: number;
+  /** Finished background processes remembered by `/execute/processes`. @default 100 */
+  readonly processHistory: number;
+  /** The Jupyter kernel bridge script. @default kernel_bridge.py beside the agent */
+  readonly kernelBridgePath: string;
+  /** The static PTY helper behind `/terminal`. @default /.warren/bin/warren-pty */
+  readonly ptyHelperPath: string;
+  /** cgroup v1 mount the metrics read (memory, cpuacct, pids, cpu). @default /sys/fs/cgroup */
+  readonly cgroupRoot: string;
 }
+
+/** kernel_bridge.py sits beside this module in the source tree and beside agent.mjs in the bundle. */
+const DEFAULT_KERNEL_BRIDGE = join(dirname(fileURLToPath(import.meta.url)), 'kernel_bridge.py');
 
 const MiB = 1024 * 1024;
 
@@ -72,6 +86,11 @@ const envSchema = z.object({
   WARREN_AGENT_MAX_OUTPUT_BYTES: byteCount(4 * MiB),
   WARREN_AGENT_MAX_BODY_BYTES: byteCount(64 * MiB),
   WARREN_TEMPLATE_ENV: templateEnvSchema.optional(),
+  WARREN_AGENT_BACKGROUND_OUTPUT_BYTES: byteCount(256 * 1024),
+  WARREN_AGENT_PROCESS_HISTORY: z.coerce.number().int().min(1).max(10_000).default(100),
+  WARREN_AGENT_KERNEL_BRIDGE: absolutePath.default(DEFAULT_KERNEL_BRIDGE),
+  WARREN_AGENT_PTY_HELPER: absolutePath.default('/.warren/bin/warren-pty'),
+  WARREN_AGENT_CGROUP_ROOT: absolutePath.default('/sys/fs/cgroup'),
 });
 
 /** Thrown when the environment does not describe a valid configuration. */
@@ -113,5 +132,10 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     maxOutputBytes: e.WARREN_AGENT_MAX_OUTPUT_BYTES,
     maxBodyBytes: e.WARREN_AGENT_MAX_BODY_BYTES,
     templateEnv: Object.freeze({ ...(e.WARREN_TEMPLATE_ENV ?? {}) }),
+    backgroundOutputBytes: e.WARREN_AGENT_BACKGROUND_OUTPUT_BYTES,
+    processHistory: e.WARREN_AGENT_PROCESS_HISTORY,
+    kernelBridgePath: e.WARREN_AGENT_KERNEL_BRIDGE,
+    ptyHelperPath: e.WARREN_AGENT_PTY_HELPER,
+    cgroupRoot: e.WARREN_AGENT_CGROUP_ROOT,
   });
 }

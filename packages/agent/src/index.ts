@@ -1,5 +1,5 @@
-export type { CreateAppOptions } from './app.ts';
-export { createApp } from './app.ts';
+export type { Agent, CreateAppOptions } from './app.ts';
+export { createAgent, createApp } from './app.ts';
 export type { AgentConfig, ListenTarget } from './config.ts';
 export { ConfigError, loadConfig } from './config.ts';
 export type { AgentDeps } from './deps.ts';

@@ -2,7 +2,7 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import { reservedEnvPrefix } from '@warren/protocol';
-import { createApp } from './app.ts';
+import { createAgent } from './app.ts';
 import { type AgentConfig, ConfigError, loadConfig } from './config.ts';
 import { ProcessManager } from './services/process-manager.ts';
 import { AGENT_NAME, AGENT_VERSION } from './version.ts';
@@ -53,8 +53,10 @@ async function main(): Promise<void> {
   );
 
   const processes = new ProcessManager();
-  const app = createApp(config, { processes, log });
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  const agent = createAgent(config, { processes, log });
+  const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
+  // WebSocket endpoints and the port tunnel arrive as HTTP upgrades on the same server.
+  server.on('upgrade', agent.handleUpgrade);
   if (config.listen.kind === 'socket') await clearStaleSocket(config.listen.path);
   const where = await listen(server, config);
   if (config.listen.kind === 'socket') {
@@ -62,13 +64,15 @@ async function main(): Promise<void> {
     await chmod(config.listen.path, 0o666);
   }
   log(`${AGENT_NAME} ${AGENT_VERSION} for sandbox ${config.sandboxId} listening on ${where}`);
+  // A warm kernel makes the first python run fast; without ipykernel this only finds that out.
+  agent.deps.kernel.warmUp();
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     log(`${AGENT_NAME}: ${signal}, shutting down`);
-    processes.killAll('SIGKILL');
+    agent.close();
     server.close(() => {
       const cleanup = config.listen.kind === 'socket' ? unlink(config.listen.path).catch(() => undefined) : null;
       void Promise.resolve(cleanup).finally(() => process.exit(0));

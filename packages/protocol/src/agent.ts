@@ -146,6 +146,261 @@ export interface CommandParams {
   env?: EnvMap;
 }
 
+/** `POST /execute/ipython` body: like `/execute`, always python (the persistent kernel). */
+export const ipythonRequestSchema = z
+  .object({
+    code: noNul('code'),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+  })
+  .transform(
+    (b): ExecuteParams => ({
+      code: b.code,
+      language: 'python',
+      ...definedOnly({
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+      }),
+    }),
+  );
+
+const processName = noNul('name').max(256, 'name must be at most 256 characters');
+
+/** `POST /execute/background` body: `/execute` plus an optional `name`. */
+export const backgroundExecuteRequestSchema = z
+  .object({
+    code: noNul('code'),
+    language: languageSchema.nullish(),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+    name: processName.nullish(),
+  })
+  .transform(
+    (b): BackgroundExecuteParams => ({
+      code: b.code,
+      language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
+      ...definedOnly({
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+        name: b.name ?? undefined,
+      }),
+    }),
+  );
+
+/** Parsed `POST /execute/background` parameters. */
+export interface BackgroundExecuteParams extends ExecuteParams {
+  name?: string;
+}
+
+/** `POST /commands/background` body: `/commands/run` plus an optional `name`. */
+export const backgroundCommandRequestSchema = z
+  .object({
+    command: noNul('command').min(1, 'command must not be empty'),
+    args: z.array(noNul('args')).nullish(),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+    name: processName.nullish(),
+  })
+  .transform(
+    (b): BackgroundCommandParams => ({
+      command: b.command,
+      ...definedOnly({
+        args: b.args ?? undefined,
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+        name: b.name ?? undefined,
+      }),
+    }),
+  );
+
+/** Parsed `POST /commands/background` parameters. */
+export interface BackgroundCommandParams extends CommandParams {
+  name?: string;
+}
+
+/** Body (or query) naming the background process to kill: `{process_id}`. */
+export const killRequestSchema = z.object({ process_id: z.string().min(1, 'process_id is required') });
+
+/** Status of a background process (PROTOCOL §10). */
+export const processStatuses = ['queued', 'running', 'completed', 'failed', 'killed', 'timeout'] as const;
+
+/** Status of a background process. */
+export type ProcessStatus = (typeof processStatuses)[number];
+
+/** A background process as `GET /execute/processes` lists it (PROTOCOL §10), with both SDKs' spellings. */
+export const processInfoSchema = z.object({
+  process_id: z.string(),
+  execution_id: z.string(),
+  name: z.string().nullable(),
+  status: z.enum(processStatuses),
+  kind: z.enum(['execute', 'command']),
+  language: z.string(),
+  command: z.string().nullable(),
+  pid: z.number().int().nullable(),
+  start_time: z.string(),
+  started_at: z.string(),
+  end_time: z.string().nullable(),
+  completed_at: z.string().nullable(),
+  exit_code: z.number().int().nullable(),
+  duration: z.number(),
+  execution_time: z.number(),
+  stdout: z.string(),
+  stderr: z.string(),
+  stdout_truncated: z.boolean(),
+  stderr_truncated: z.boolean(),
+});
+
+/** A background process as `GET /execute/processes` lists it. */
+export type ProcessInfo = z.infer<typeof processInfoSchema>;
+
+/** Response of `GET /execute/processes`. */
+export const processListResponseSchema = z.object({
+  processes: z.array(processInfoSchema),
+  count: z.number().int(),
+  timestamp: z.string(),
+});
+
+/** Response of `GET /execute/processes`. */
+export type ProcessListResponse = z.infer<typeof processListResponseSchema>;
+
+/** Response of `POST /execute/background` and `POST /commands/background`. */
+export const backgroundStartResponseSchema = z.object({
+  process_id: z.string(),
+  execution_id: z.string(),
+  status: z.enum(processStatuses),
+  name: z.string().nullable(),
+  pid: z.number().int().nullable(),
+  start_time: z.string(),
+  message: z.string(),
+});
+
+/** Response of `POST /execute/background` and `POST /commands/background`. */
+export type BackgroundStartResponse = z.infer<typeof backgroundStartResponseSchema>;
+
+/** Response of the kill routes. */
+export const killResponseSchema = z.object({
+  process_id: z.string(),
+  status: z.enum(processStatuses),
+  message: z.string(),
+  timestamp: z.string(),
+});
+
+/** Response of the kill routes. */
+export type KillResponse = z.infer<typeof killResponseSchema>;
+
+/** A process of the sandbox as `GET /processes` lists it (PROTOCOL §8.1). */
+export const systemProcessSchema = z.object({
+  pid: z.number().int(),
+  ppid: z.number().int(),
+  pgid: z.number().int(),
+  name: z.string(),
+  status: z.string(),
+  cpu_percent: z.number(),
+  memory_mb: z.number(),
+  memory_bytes: z.number().int(),
+  threads: z.number().int(),
+  command: z.string(),
+  user: z.string(),
+  uid: z.number().int(),
+  start_time: z.string(),
+});
+
+/** A process of the sandbox as `GET /processes` lists it. */
+export type SystemProcess = z.infer<typeof systemProcessSchema>;
+
+/** One Jupyter kernel session as `GET /jupyter/sessions` lists it (PROTOCOL §8.1). */
+export const jupyterSessionSchema = z.object({
+  kernel_id: z.string(),
+  kernel_name: z.string(),
+  execution_state: z.enum(['starting', 'idle', 'busy', 'restarting', 'dead']),
+  connections: z.number().int(),
+  last_activity: z.string(),
+  execution_count: z.number().int(),
+  pid: z.number().int().nullable(),
+});
+
+/** One Jupyter kernel session. */
+export type JupyterSession = z.infer<typeof jupyterSessionSchema>;
+
+/** First frame of the `/execute/stream` WebSocket (PROTOCOL §11.2). */
+export const executeStreamStartSchema = z
+  .object({
+    type: z.literal('execute').nullish(),
+    code: noNul('code'),
+    language: languageSchema.nullish(),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+  })
+  .transform(
+    (b): ExecuteParams => ({
+      code: b.code,
+      language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
+      ...definedOnly({
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+      }),
+    }),
+  );
+
+/**
+ * First frame of the `/commands/stream` WebSocket: `{type: "command" | "execute",
+ * command, args?, timeout?, workdir?, env?}`, run like `/commands/run`.
+ */
+export const commandStreamStartSchema = z
+  .object({
+    type: z.enum(['command', 'execute']).nullish(),
+    command: noNul('command').min(1, 'command must not be empty'),
+    args: z.array(noNul('args')).nullish(),
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+  })
+  .transform(
+    (b): CommandParams => ({
+      command: b.command,
+      ...definedOnly({
+        args: b.args ?? undefined,
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+      }),
+    }),
+  );
+
+/** Largest terminal dimension accepted in a resize. */
+const terminalDimension = z.number().int().min(1).max(10000);
+
+/** A frame the client sends on the `/terminal` WebSocket (PROTOCOL §11.3). */
+export const terminalClientFrameSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('input'), data: z.string() }),
+  z.object({ type: z.literal('resize'), cols: terminalDimension, rows: terminalDimension }),
+]);
+
+/** A frame the client sends on the `/terminal` WebSocket. */
+export type TerminalClientFrame = z.infer<typeof terminalClientFrameSchema>;
+
+/** The frame that starts a `/files/watch` WebSocket (PROTOCOL §11.4). */
+export const fileWatchStartSchema = z.object({
+  action: z.literal('watch'),
+  path: z.string().min(1, 'path is required'),
+});
+
+/** Kind of change `/files/watch` reports. */
+export type FileChangeEvent = 'created' | 'modified' | 'deleted' | 'renamed';
+
 /** Query of the file routes that need a path (`read`, `download`, `exists`, `remove`). */
 export const filePathQuerySchema = z.object({ path: z.string().min(1, 'path is required') });
 
@@ -229,6 +484,10 @@ export const executeResponseSchema = z.object({
   stdout_truncated: z.boolean(),
   stderr_truncated: z.boolean(),
   timed_out: z.boolean(),
+  /** Kernel execution counter, when the code ran in the Jupyter kernel. */
+  execution_count: z.number().int().optional(),
+  /** Display outputs left out because they exceeded the size budget. */
+  rich_outputs_dropped: z.number().int().optional(),
   error: z.string().optional(),
 });
 

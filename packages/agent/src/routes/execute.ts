@@ -1,15 +1,27 @@
-import { executeRequestSchema } from '@warren/protocol';
+import { backgroundExecuteRequestSchema, executeRequestSchema, ipythonRequestSchema } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { readJson } from '../http/body.ts';
 
-/** `POST /execute`: run code synchronously (PROTOCOL §8.2). */
+/**
+ * `POST /execute` and `POST /execute/ipython` (python in the sandbox's Jupyter
+ * kernel when it has one, so state persists), `POST /execute/background`
+ * (PROTOCOL §8.2). `POST /execute/async` is answered by the server, not here.
+ */
 export function executeRoutes(deps: AgentDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.post('/execute', async (c) => {
     const params = await readJson(c, executeRequestSchema, deps.config.maxBodyBytes);
     return c.json(await deps.executor.execute(params));
+  });
+  app.post('/execute/ipython', async (c) => {
+    const params = await readJson(c, ipythonRequestSchema, deps.config.maxBodyBytes);
+    return c.json(await deps.executor.execute(params));
+  });
+  app.post('/execute/background', async (c) => {
+    const params = await readJson(c, backgroundExecuteRequestSchema, deps.config.maxBodyBytes);
+    return c.json(await deps.jobs.startCode(params));
   });
   return app;
 }

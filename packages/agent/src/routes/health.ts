@@ -5,26 +5,53 @@ import type { AgentDeps } from '../deps.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { AGENT_NAME, AGENT_VERSION } from '../version.ts';
 
-/** What this agent build supports, as `/health` and `/info` report it. */
-export const FEATURES = Object.freeze({
-  code_execution: true,
-  file_operations: true,
-  environment_variables: true,
-  terminal_access: false,
-  websocket_streaming: false,
-  rich_output: false,
-  background_jobs: false,
-  ipython_kernel: false,
-  system_metrics: false,
-  languages: [...executeLanguages],
-});
+/** What this agent supports right now, as `/health` and `/info` report it. */
+export function features(deps: AgentDeps): Record<string, unknown> {
+  const kernel = deps.kernel.available === true;
+  return {
+    code_execution: true,
+    file_operations: true,
+    environment_variables: true,
+    terminal_access: true,
+    websocket_streaming: true,
+    file_watching: true,
+    rich_output: kernel,
+    background_jobs: true,
+    ipython_kernel: kernel,
+    python_executor: kernel ? 'jupyter-kernel' : 'process',
+    system_metrics: true,
+    port_tunnel: true,
+    result_cache: false,
+    desktop: false,
+    languages: [...executeLanguages],
+  };
+}
 
-/** Endpoints this agent serves, as `/info` reports them. */
-const ENDPOINTS = Object.freeze({
+/** Endpoints this agent serves, as `/info` and `/` report them. */
+export const ENDPOINTS = Object.freeze({
+  root: 'GET /',
   health: 'GET /health',
   info: 'GET /info',
+  ping: 'GET /ping',
+  system: 'GET /system',
+  metrics: 'GET /metrics',
+  metrics_snapshot: 'GET /metrics/snapshot',
+  metrics_prometheus: 'GET /metrics/prometheus',
   execute: 'POST /execute',
+  execute_ipython: 'POST /execute/ipython',
+  execute_background: 'POST /execute/background',
+  execute_processes: 'GET /execute/processes',
+  execute_kill: 'POST /execute/kill/{process_id}',
+  execute_kill_body: 'POST|DELETE /execute/kill',
+  execute_stream: 'WS /execute/stream',
   commands_run: 'POST /commands/run',
+  commands_background: 'POST /commands/background',
+  commands_stream: 'WS /commands/stream',
+  processes: 'GET /processes',
+  processes_kill: 'POST /processes/{process_id}/kill',
+  jupyter_sessions: 'GET /jupyter/sessions',
+  jupyter_status: 'GET /jupyter/status',
+  terminal: 'WS /terminal',
   files_read: 'GET /files/read',
   files_download: 'GET /files/download',
   files_write: 'POST /files/write',
@@ -33,10 +60,14 @@ const ENDPOINTS = Object.freeze({
   files_remove: 'DELETE /files/remove',
   files_mkdir: 'POST /files/mkdir',
   files_upload: 'POST /files/upload',
+  files_watch: 'WS /files/watch',
   env_get: 'GET /env',
   env_set: 'PUT /env',
   env_merge: 'PATCH /env',
   env_clear: 'DELETE /env',
+  cache_stats: 'GET /cache/stats',
+  cache_clear: 'POST /cache/clear',
+  port_tunnel: 'GET /_warren/tunnel?port={port} (Upgrade: warren-tunnel)',
 });
 
 /** Go-style duration, e.g. `2h3m4s`. */
@@ -64,8 +95,8 @@ export function healthRoutes(deps: AgentDeps): Hono<AppEnv> {
       vm_id: deps.config.sandboxId,
       sandbox_id: deps.config.sandboxId,
       node_version: process.version,
-      features: FEATURES,
-      active_streams: 0,
+      features: features(deps),
+      active_streams: deps.stats.activeStreams,
       timestamp: rfc3339(),
     };
     return c.json(body);
@@ -92,7 +123,7 @@ export function healthRoutes(deps: AgentDeps): Hono<AppEnv> {
       workdir: deps.config.workdir,
       file_roots: deps.config.fileRoots,
       endpoints: ENDPOINTS,
-      features: FEATURES,
+      features: features(deps),
       timestamp: rfc3339(),
     });
   });

@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type EnvMap, type ExecuteLanguage, type ExecuteParams, type ExecuteResponse, rfc3339 } from '@warren/protocol';
 import { findExecutable } from './executable.ts';
+import type { KernelService } from './kernel.ts';
 import type { ProcessManager } from './process-manager.ts';
 import { appendLine, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+import type { AgentStats } from './stats.ts';
 
 /** Default `/execute` timeout, in seconds. */
 export const EXECUTE_DEFAULT_TIMEOUT_SECONDS = 120;
@@ -26,6 +28,28 @@ const sourceFileName: Record<ExecuteLanguage, string> = {
 
 // Builds in the temp dir (no go.mod needed), then runs the binary in the caller's workdir.
 const GO_BUILD_AND_RUN = '(cd "$1" && exec "$2" build -o main main.go) || exit $?; exec "$1/main"';
+
+/** A language's source written to a fresh temp dir, and how to run it. */
+export interface PreparedSource {
+  dir: string;
+  launch: Launch;
+  /** Removes the temp dir. */
+  cleanup(): Promise<void>;
+}
+
+/** Writes `code` to a private temp dir and works out the command that runs it. */
+export async function prepareSource(language: ExecuteLanguage, code: string, env: EnvMap): Promise<PreparedSource> {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-exec-'));
+  const cleanup = () => rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  try {
+    const file = join(dir, sourceFileName[language]);
+    await writeFile(file, code, { mode: 0o600 });
+    return { dir, launch: await launchFor(language, dir, file, env), cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
 
 async function launchFor(language: ExecuteLanguage, dir: string, file: string, env: EnvMap): Promise<Launch> {
   switch (language) {
@@ -57,14 +81,22 @@ async function launchFor(language: ExecuteLanguage, dir: string, file: string, e
   }
 }
 
-/** Runs `/execute` requests: the code in a temp file, one fresh process per call. */
+/**
+ * Runs `/execute` requests. Python goes to the sandbox's Jupyter kernel when
+ * there is one (state persists across calls); everything else, and python
+ * without a kernel, runs as one fresh process per call from a temp file.
+ */
 export class CodeExecutor {
   readonly #deps: RunDeps;
   readonly #processes: ProcessManager;
+  readonly #kernel: KernelService | undefined;
+  readonly #stats: AgentStats | undefined;
 
-  constructor(deps: RunDeps & { processes: ProcessManager }) {
+  constructor(deps: RunDeps & { processes: ProcessManager; kernel?: KernelService; stats?: AgentStats }) {
     this.#deps = deps;
     this.#processes = deps.processes;
+    this.#kernel = deps.kernel;
+    this.#stats = deps.stats;
   }
 
   /**
@@ -75,11 +107,28 @@ export class CodeExecutor {
   async execute(params: ExecuteParams): Promise<ExecuteResponse> {
     const ctx = await prepareRun(this.#deps, params);
     const timeoutMs = timeoutMsOf(params.timeoutSeconds, EXECUTE_DEFAULT_TIMEOUT_SECONDS);
-    const dir = await mkdtemp(join(tmpdir(), 'warren-exec-'));
+    const end = this.#stats?.beginExecution(params.language);
     try {
-      const file = join(dir, sourceFileName[params.language]);
-      await writeFile(file, params.code, { mode: 0o600 });
-      const launch = await launchFor(params.language, dir, file, ctx.env);
+      if (params.language === 'python' && this.#kernel) {
+        // Only the API-managed layers: the kernel process already has the base and template env.
+        const overlay = { ...this.#deps.envStore.all(), ...(params.env ?? {}) };
+        const viaKernel = await this.#kernel.execute(params.code, ctx, overlay, timeoutMs);
+        if (viaKernel !== undefined) return viaKernel;
+      }
+      return await this.#runProcess(params, ctx, timeoutMs);
+    } finally {
+      end?.();
+    }
+  }
+
+  async #runProcess(
+    params: ExecuteParams,
+    ctx: { cwd: string; env: EnvMap },
+    timeoutMs: number,
+  ): Promise<ExecuteResponse> {
+    const source = await prepareSource(params.language, params.code, ctx.env);
+    try {
+      const { launch } = source;
       const result = await this.#processes.run({
         command: launch.command,
         args: launch.args,
@@ -114,7 +163,7 @@ export class CodeExecutor {
         ...(error === undefined ? {} : { error }),
       };
     } finally {
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      await source.cleanup();
     }
   }
 }

@@ -1,6 +1,7 @@
 import { type CommandParams, type CommandResponse, rfc3339 } from '@warren/protocol';
 import type { ProcessManager } from './process-manager.ts';
 import { appendLine, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+import type { AgentStats } from './stats.ts';
 
 /** Default `/commands/run` timeout, in seconds. */
 export const COMMAND_DEFAULT_TIMEOUT_SECONDS = 30;
@@ -9,10 +10,12 @@ export const COMMAND_DEFAULT_TIMEOUT_SECONDS = 30;
 export class CommandRunner {
   readonly #deps: RunDeps;
   readonly #processes: ProcessManager;
+  readonly #stats: AgentStats | undefined;
 
-  constructor(deps: RunDeps & { processes: ProcessManager }) {
+  constructor(deps: RunDeps & { processes: ProcessManager; stats?: AgentStats }) {
     this.#deps = deps;
     this.#processes = deps.processes;
+    this.#stats = deps.stats;
   }
 
   /**
@@ -26,14 +29,17 @@ export class CommandRunner {
     const timeoutMs = timeoutMsOf(params.timeoutSeconds, COMMAND_DEFAULT_TIMEOUT_SECONDS);
     const [command, args] =
       params.args === undefined ? ['/bin/sh', ['-c', params.command]] : [params.command, params.args];
-    const result = await this.#processes.run({
-      command,
-      args,
-      cwd: ctx.cwd,
-      env: ctx.env,
-      timeoutMs,
-      maxOutputBytes: this.#deps.config.maxOutputBytes,
-    });
+    const end = this.#stats?.beginExecution('command');
+    const result = await this.#processes
+      .run({
+        command,
+        args,
+        cwd: ctx.cwd,
+        env: ctx.env,
+        timeoutMs,
+        maxOutputBytes: this.#deps.config.maxOutputBytes,
+      })
+      .finally(() => end?.());
     const timeoutNotice = `Command timed out after ${timeoutMs / 1000}s`;
     const error = result.timedOut ? timeoutNotice : result.spawnError;
     let stderr = result.stderr;

@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
 import { BoundedOutput } from './bounded-output.ts';
+import { groupMembers, processStartTicks } from './proc-fs.ts';
 
 /** How to start a child process. */
 export interface SpawnOptions {
@@ -18,6 +20,18 @@ export interface SpawnOptions {
   /** Live output, for streaming callers; called before bytes are capped. */
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
+  /** `pipe` gives the child a writable stdin ({@link ManagedProcess.stdin}). @default 'ignore' */
+  stdin?: 'ignore' | 'pipe';
+  /** Opens fd 3 of the child as a pipe the agent writes to ({@link ManagedProcess.control}). @default false */
+  controlPipe?: boolean;
+}
+
+/** Output collected so far by a running (or finished) process. */
+export interface OutputSnapshot {
+  stdout: string;
+  stderr: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
 }
 
 /** Outcome of a finished child process. */
@@ -59,10 +73,19 @@ export class ManagedProcess {
   readonly id: string;
   readonly pid: number | undefined;
   readonly startedAt: Date;
+  /** The child's stdin when started with `stdin: 'pipe'`, else null. */
+  readonly stdin: Writable | null;
+  /** The child's fd 3 when started with `controlPipe: true`, else null. */
+  readonly control: Writable | null;
   readonly #child: ChildProcess;
   readonly #result: Promise<ProcessResult>;
+  readonly #stdout: BoundedOutput;
+  readonly #stderr: BoundedOutput;
+  /** Start time of the leader in clock ticks since boot, to recognise its group after it exits. */
+  readonly #startTicks: number | undefined;
   #leaderAlive: boolean;
   #timedOut = false;
+  #outputPaused = false;
 
   constructor(options: SpawnOptions) {
     this.id = `proc_${(nextId++).toString(36)}`;
@@ -70,17 +93,27 @@ export class ManagedProcess {
     const started = performance.now();
     const stdout = new BoundedOutput(options.maxOutputBytes);
     const stderr = new BoundedOutput(options.maxOutputBytes);
+    this.#stdout = stdout;
+    this.#stderr = stderr;
 
+    const stdio: Array<'ignore' | 'pipe'> = [options.stdin ?? 'ignore', 'pipe', 'pipe'];
+    if (options.controlPipe) stdio.push('pipe');
     this.#child = spawn(options.command, [...options.args], {
       cwd: options.cwd,
       env: { ...options.env },
       detached: true, // setsid(): the child leads a new process group
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio,
       windowsHide: true,
     });
     const child = this.#child;
     this.pid = child.pid;
     this.#leaderAlive = child.pid !== undefined;
+    this.#startTicks = child.pid === undefined ? undefined : processStartTicks(child.pid);
+    this.stdin = child.stdin ?? null;
+    this.control = options.controlPipe ? ((child.stdio[3] as Writable | null | undefined) ?? null) : null;
+    // A child that exits before reading its input must not crash the agent with EPIPE.
+    this.stdin?.on('error', () => undefined);
+    this.control?.on('error', () => undefined);
 
     child.stdout?.on('data', (chunk: Buffer) => {
       options.onStdout?.(chunk);
@@ -137,12 +170,22 @@ export class ManagedProcess {
         exit = { code, signal };
         this.#leaderAlive = false;
         clearTimeout(timer);
-        // A background grandchild may hold the pipes open; stop waiting for it after a grace period.
-        graceTimer = setTimeout(() => {
+        // Input pipes are of no use any more, and 'close' waits for every pipe.
+        this.stdin?.destroy();
+        this.control?.destroy();
+        // A background grandchild may hold the pipes open; stop waiting for it after a grace period
+        // (which does not run while a streaming caller has paused the output).
+        const giveUp = () => {
+          if (this.#outputPaused) {
+            graceTimer = setTimeout(giveUp, PIPE_DRAIN_GRACE_MS);
+            graceTimer.unref();
+            return;
+          }
           child.stdout?.destroy();
           child.stderr?.destroy();
           finish();
-        }, PIPE_DRAIN_GRACE_MS);
+        };
+        graceTimer = setTimeout(giveUp, PIPE_DRAIN_GRACE_MS);
         graceTimer.unref();
       });
       child.once('close', finish);
@@ -152,6 +195,41 @@ export class ManagedProcess {
   /** True until the group leader has exited. */
   get running(): boolean {
     return this.#leaderAlive;
+  }
+
+  /** True once the timeout fired. */
+  get timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  /** Output collected so far (bounded like the final result). */
+  output(): OutputSnapshot {
+    return {
+      stdout: this.#stdout.text(),
+      stderr: this.#stderr.text(),
+      stdoutTruncated: this.#stdout.truncated,
+      stderrTruncated: this.#stderr.truncated,
+    };
+  }
+
+  /** Stops reading the child's stdout and stderr: once the pipes fill, the child blocks writing. */
+  pauseOutput(): void {
+    this.#outputPaused = true;
+    this.#outputStreams().forEach((s) => {
+      s.pause();
+    });
+  }
+
+  /** Reads the child's output again after {@link pauseOutput}. */
+  resumeOutput(): void {
+    this.#outputPaused = false;
+    this.#outputStreams().forEach((s) => {
+      s.resume();
+    });
+  }
+
+  #outputStreams(): Readable[] {
+    return [this.#child.stdout, this.#child.stderr].filter((s): s is Readable => s !== null);
   }
 
   /** Resolves when the process has exited and its output is collected. */
@@ -175,6 +253,36 @@ export class ManagedProcess {
         // already exited
       }
     }
+  }
+
+  /**
+   * Sends `signal` to every process of the group, also after the leader has
+   * exited: members are then found in /proc by process group and start time
+   * (no later than the leader's), so a recycled group id is never signalled.
+   * Returns how many processes were signalled.
+   */
+  killGroup(signal: NodeJS.Signals = 'SIGKILL'): number {
+    if (this.pid === undefined) return 0;
+    if (this.#leaderAlive) {
+      this.kill(signal);
+      return 1 + this.groupMembers().length;
+    }
+    let count = 0;
+    for (const pid of this.groupMembers()) {
+      try {
+        process.kill(pid, signal);
+        count++;
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return count;
+  }
+
+  /** Pids of the processes still in this process group, the leader excluded. */
+  groupMembers(): number[] {
+    if (this.pid === undefined || this.#startTicks === undefined) return [];
+    return groupMembers(this.pid, this.#startTicks).filter((pid) => pid !== this.pid);
   }
 }
 
@@ -220,6 +328,11 @@ export class ProcessManager {
   /** Processes still running. */
   list(): ManagedProcess[] {
     return [...this.#live.values()];
+  }
+
+  /** Number of processes still running. */
+  get size(): number {
+    return this.#live.size;
   }
 
   /** Kills every tracked process group. */

@@ -1,0 +1,94 @@
+import { mkdir } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
+import { type EnvMap, rfc3339, terminalClientFrameSchema } from '@warren/protocol';
+import type { RawData, WebSocket } from 'ws';
+import type { AgentDeps } from '../deps.ts';
+import { buildChildEnv } from '../services/child-env.ts';
+import { findExecutable } from '../services/executable.ts';
+import type { ManagedProcess } from '../services/process-manager.ts';
+import { errorFrame, parseFrame } from './frames.ts';
+import { PacedSender } from './paced-sender.ts';
+
+/** How long a hung-up shell gets before its helper is killed. */
+const HANGUP_GRACE_MS = 3000;
+/** Input queued for the shell above which the socket stops being read. */
+const INPUT_HIGH_WATER_BYTES = 1024 * 1024;
+/** Size of a new terminal until the client resizes it. */
+const INITIAL_ROWS = 24;
+const INITIAL_COLS = 80;
+
+/**
+ * `/terminal` (PROTOCOL §11.3): a login shell (bash, else sh) in the workdir
+ * on a real PTY, with the sandbox's global env and `TERM=xterm-256color`.
+ * The PTY comes from the static `warren-pty` helper: the agent writes input
+ * to its stdin, reads the terminal from its stdout, and sends resizes as
+ * "ROWS COLS" lines on its fd 3. Client frames: `{type:"input", data}`,
+ * `{type:"resize", cols, rows}`. Server frames: `{type:"output", data}`
+ * (paced), then `{type:"exit", code}` when the shell exits, and the socket closes.
+ * Closing the socket hangs the terminal up.
+ */
+export function handleTerminal(ws: WebSocket, _req: unknown, deps: AgentDeps): void {
+  void runTerminal(ws, deps);
+}
+
+async function runTerminal(ws: WebSocket, deps: AgentDeps): Promise<void> {
+  const { config } = deps;
+  const env: EnvMap = {
+    ...buildChildEnv({ template: config.templateEnv, global: deps.envStore.all() }),
+    TERM: 'xterm-256color',
+  };
+  const shell = (await findExecutable('bash', env.PATH)) ?? '/bin/sh';
+  await mkdir(config.workdir, { recursive: true }).catch(() => undefined);
+  let proc: ManagedProcess | undefined;
+  const sender = new PacedSender(ws, {
+    onPressure: (paused) => (paused ? proc?.pauseOutput() : proc?.resumeOutput()),
+  });
+  const output = new StringDecoder('utf8');
+  const end = deps.stats.beginExecution('terminal');
+  proc = deps.processes.start({
+    command: config.ptyHelperPath,
+    args: ['-r', String(INITIAL_ROWS), '-c', String(INITIAL_COLS), '--', shell, '-l'],
+    cwd: config.workdir,
+    env,
+    timeoutMs: 0,
+    maxOutputBytes: 64 * 1024, // the helper's own diagnostics (stderr); the terminal is stdout
+    stdin: 'pipe',
+    controlPipe: true,
+    onStdout: (chunk) => sender.sendData('output', output.write(chunk)),
+  });
+  const pty = proc;
+
+  ws.on('message', (data: RawData) => {
+    const parsed = terminalClientFrameSchema.safeParse(parseFrame(data));
+    if (!parsed.success) return; // unknown frames are ignored, like the SDKs ignore ours
+    const frame = parsed.data;
+    if (frame.type === 'input') {
+      pty.stdin?.write(frame.data);
+      if ((pty.stdin?.writableLength ?? 0) > INPUT_HIGH_WATER_BYTES) {
+        ws.pause();
+        pty.stdin?.once('drain', () => ws.resume());
+      }
+    } else {
+      pty.control?.write(`${frame.rows} ${frame.cols}\n`);
+    }
+  });
+  ws.once('close', () => {
+    pty.resumeOutput();
+    if (!pty.running) return;
+    pty.stdin?.end(); // the helper hangs the shell up
+    const timer = setTimeout(() => pty.killGroup('SIGKILL'), HANGUP_GRACE_MS);
+    timer.unref();
+    void pty.wait().then(() => clearTimeout(timer));
+  });
+
+  const result = await pty.wait();
+  end();
+  sender.sendData('output', output.end());
+  if (result.spawnError !== undefined) {
+    sender.send(errorFrame(new Error(`cannot start the terminal: ${result.spawnError}`), 'EXECUTION_FAILED'));
+  } else if (result.exitCode >= 126 && result.stderr.trim() !== '') {
+    deps.log(`agent: terminal helper: ${result.stderr.trim().slice(0, 500)}`);
+  }
+  sender.send({ type: 'exit', code: result.exitCode, timestamp: rfc3339() });
+  await sender.close(1000, 'terminal exited');
+}
