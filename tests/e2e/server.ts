@@ -15,7 +15,7 @@ export interface TestNetwork {
 export function testNetwork(n: number): TestNetwork {
   return {
     bridge: `wtest${n}`,
-    cidr: `10.${220 + n}.0.0/16`,
+    cidr: `10.${150 + n}.0.0/16`,
     nftTable: `warren_test${n}`,
     cgroupParent: `warren-test${n}`,
   };
