@@ -62,3 +62,21 @@ export async function namedNetns(): Promise<string[]> {
   const out = await sh(['ip', 'netns', 'list']);
   return out.split('\n').filter(Boolean);
 }
+
+/**
+ * Traces left after a teardown that runs in the background (expiry deletes a
+ * sandbox's row first, then tears it down): polls until none are left or the
+ * deadline passes, and returns what is still there.
+ */
+export async function tracesAfterTeardown(
+  sandboxId: string,
+  ctx: { dataDir: string; cgroupParent: string; bridge: string },
+  deadlineMs = 10_000,
+): Promise<string[]> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const traces = await tracesOf(sandboxId, ctx);
+    if (traces.length === 0 || Date.now() > until) return traces;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { agent, type CreatedSandbox, cp, createSandbox, deleteSandbox, sh } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown, tracesOf } from './leaks.ts';
 
 const ctx = inject('warren');
 
@@ -98,7 +98,7 @@ describe('timeouts', () => {
     }
     expect(goneAt).toBeGreaterThan(0);
     expect(goneAt - t0).toBeLessThan(5000);
-    expect(await tracesOf(sb.id, ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(sb.id, ctx)).toEqual([]);
   });
 
   it('PUT /timeout extends the expiry past the original one', async () => {
