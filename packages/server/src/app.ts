@@ -3,6 +3,8 @@ import { controlErrorBody, ErrorCode, rfc3339, ServiceError } from '@warren/prot
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { type ControlDeps, controlRoutes } from './routes/control.ts';
+import { previewRoutes } from './routes/previews.ts';
+import type { PreviewService } from './services/previews.ts';
 import type { Logger } from './services/sandboxes.ts';
 
 export const VERSION = '0.1.0';
@@ -27,7 +29,9 @@ export function errorResponse(err: unknown, requestId: string, log: Logger): Res
 /** The control-plane Hono app: /health and the Hopx public API under /v1. */
 export type AppEnv = { Variables: { requestId: string } };
 
-export function createApp(deps: ControlDeps & { log: Logger; maxBodyBytes: number }): Hono<AppEnv> {
+export function createApp(
+  deps: ControlDeps & { log: Logger; maxBodyBytes: number; previews?: PreviewService },
+): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {
@@ -57,6 +61,7 @@ export function createApp(deps: ControlDeps & { log: Logger; maxBodyBytes: numbe
   );
 
   app.route('/v1', controlRoutes(deps));
+  if (deps.previews) app.route('/v1', previewRoutes({ ...deps, previews: deps.previews }));
 
   app.notFound((c) => {
     throw new ServiceError(ErrorCode.NOT_FOUND, `No route for ${c.req.method} ${c.req.path}`);

@@ -35,6 +35,17 @@ const schema = z.object({
   WARREN_POOL: z.string().default('base=2,code-interpreter=2'),
   /** When true, SIGTERM deletes every sandbox before the server exits (default: they keep running). */
   WARREN_STOP_SANDBOXES_ON_EXIT: z.enum(['true', 'false', '1', '0']).default('false'),
+  /** Preview host domain: `{port}-{id}.{WARREN_DOMAIN}` reaches a sandbox port (needs wildcard DNS); unset = path form only. */
+  WARREN_DOMAIN: z
+    .string()
+    .regex(/^(?=.{1,200}$)[a-z0-9-]+(\.[a-z0-9-]+)*$/i, 'a host name like warren.example.com')
+    .optional(),
+  /** Hosts `/execute/async` may POST callbacks to: `host,*.suffix,…`; unset or `*` = any host. */
+  WARREN_WEBHOOK_ALLOW: z.string().optional(),
+  /** Async executions one sandbox may have in flight. */
+  WARREN_ASYNC_MAX_PER_SANDBOX: z.coerce.number().int().min(1).default(8),
+  /** Open preview connections (HTTP in flight + WebSockets) per sandbox. */
+  WARREN_PREVIEW_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(256),
   /** Comma-separated built-in templates to build at start (default: all). */
   WARREN_TEMPLATES: z.string().default('base,code-interpreter'),
 });
@@ -57,6 +68,10 @@ export type Config = Readonly<{
   listPageMax: number;
   pool: string;
   stopSandboxesOnExit: boolean;
+  domain: string | undefined;
+  webhookAllow: string | undefined;
+  asyncMaxPerSandbox: number;
+  previewMaxConnections: number;
   templates: readonly string[];
 }>;
 
@@ -91,6 +106,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     listPageMax: e.WARREN_LIST_PAGE_MAX,
     pool: e.WARREN_POOL,
     stopSandboxesOnExit: e.WARREN_STOP_SANDBOXES_ON_EXIT === 'true' || e.WARREN_STOP_SANDBOXES_ON_EXIT === '1',
+    domain: e.WARREN_DOMAIN?.toLowerCase(),
+    webhookAllow: e.WARREN_WEBHOOK_ALLOW,
+    asyncMaxPerSandbox: e.WARREN_ASYNC_MAX_PER_SANDBOX,
+    previewMaxConnections: e.WARREN_PREVIEW_MAX_CONNECTIONS,
     templates: e.WARREN_TEMPLATES.split(',')
       .map((s) => s.trim())
       .filter(Boolean),

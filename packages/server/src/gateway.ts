@@ -2,11 +2,15 @@ import { createServer, type IncomingMessage, request, type Server, type ServerRe
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
-import { agentErrorBody, controlErrorBody, ErrorCode, peekSandboxToken, ServiceError } from '@warren/protocol';
-import { newRequestId } from './app.ts';
+import { controlErrorBody, ErrorCode, peekSandboxToken, ServiceError } from '@warren/protocol';
+import { bearer, drainRequest, forwardHeaders, readBody, rejectUpgrade, sendError } from './internal/proxy-http.ts';
+import { agentSocketOf } from './internal/sandbox-socket.ts';
+import type { PreviewProxy } from './preview-proxy.ts';
+import { parse } from './routes/control.ts';
 import type { Driver } from './runtime/driver.ts';
 import type { Logger } from './services/sandboxes.ts';
 import type { TokenService } from './services/tokens.ts';
+import { type AsyncExecutionService, asyncExecuteRequestSchema } from './services/webhooks.ts';
 import type { Store } from './store/store.ts';
 
 export interface GatewayDeps {
@@ -16,34 +20,25 @@ export interface GatewayDeps {
   tokens: TokenService;
   driver: Driver;
   log: Logger;
-  /** Largest control-plane request body. */
+  /** Largest control-plane request body (also the largest `/execute/async` body). */
   maxBodyBytes: number;
+  /** Port previews (`/sandboxes/{id}/ports/{port}/…` and `{port}-{id}.{domain}`); none when absent. */
+  previews?: PreviewProxy;
+  /** `POST /execute/async`, run by the server; forwarded to the agent when absent. */
+  executions?: AsyncExecutionService;
 }
 
-/** Hop-by-hop headers a proxy must not forward. */
-const HOP_HEADERS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-]);
-
-function bearer(req: IncomingMessage): string | undefined {
-  return /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
-}
+type Route =
+  | { kind: 'control' }
+  | { kind: 'agent'; sandboxId: string; socketPath: string }
+  | { kind: 'error'; error: ServiceError };
 
 /**
- * Decides where a request goes: the control plane (`/v1/*`, and `/health`
- * without a sandbox token) or a sandbox agent, chosen by the sandbox token
- * it carries. Returns the socket of the agent, or a ServiceError to answer.
+ * Decides where a non-preview request goes: the control plane (`/v1/*`, and
+ * `/health` without a sandbox token) or a sandbox agent, chosen by the
+ * sandbox token it carries.
  */
-function routeToAgent(
-  deps: GatewayDeps,
-  req: IncomingMessage,
-): { kind: 'control' } | { kind: 'agent'; socketPath: string } | { kind: 'error'; error: ServiceError } {
+function routeToAgent(deps: GatewayDeps, req: IncomingMessage): Route {
   const path = req.url ?? '/';
   if (path.startsWith('/v1/') || path === '/v1') return { kind: 'control' };
   const token = bearer(req);
@@ -68,68 +63,10 @@ function routeToAgent(
           : new ServiceError(ErrorCode.TOKEN_INVALID, 'Invalid sandbox token'),
     };
   }
-  const sandbox = deps.store.getSandbox(claims.sid);
-  const notFound = new ServiceError(ErrorCode.SANDBOX_NOT_FOUND, `Sandbox ${claims.sid} not found`);
-  if (!sandbox) return { kind: 'error', error: notFound };
-  switch (sandbox.status) {
-    case 'running':
-      return { kind: 'agent', socketPath: deps.driver.agentSocket(sandbox.id) };
-    case 'paused':
-      return { kind: 'error', error: new ServiceError(ErrorCode.SANDBOX_PAUSED, `Sandbox ${sandbox.id} is paused`) };
-    case 'creating':
-      return {
-        kind: 'error',
-        error: new ServiceError(ErrorCode.SANDBOX_CREATING, `Sandbox ${sandbox.id} is starting`),
-      };
-    case 'stopped':
-      return { kind: 'error', error: new ServiceError(ErrorCode.SANDBOX_STOPPED, `Sandbox ${sandbox.id} is stopped`) };
-    default:
-      return { kind: 'error', error: notFound };
-  }
-}
-
-function sendError(res: ServerResponse, err: ServiceError, envelope = agentErrorBody): void {
-  const requestId = newRequestId();
-  const body = JSON.stringify(envelope(err, requestId));
-  res.writeHead(err.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'x-request-id': requestId,
-  });
-  res.end(body);
-}
-
-function forwardHeaders(headers: IncomingMessage['headers']): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v !== undefined && !HOP_HEADERS.has(k)) out[k] = v;
-  }
-  return out;
-}
-
-/** Most a client may send after its request was already answered, before its connection is cut. */
-const MAX_DRAIN_BYTES = 1024 * 1024 * 1024;
-const MAX_DRAIN_MS = 60_000;
-
-/**
- * Reads and discards the rest of a request body the server already answered
- * (e.g. with 413), so the client reads the answer instead of a reset
- * connection; bounded in bytes and time.
- */
-function drainRequest(req: IncomingMessage, done: () => void): void {
-  if (req.complete) return done();
-  let seen = 0;
-  const timer = setTimeout(() => req.socket.destroy(), MAX_DRAIN_MS);
-  req.on('data', (chunk: Buffer) => {
-    seen += chunk.length;
-    if (seen > MAX_DRAIN_BYTES) req.socket.destroy();
-  });
-  req.once('end', () => {
-    clearTimeout(timer);
-    done();
-  });
-  req.once('close', () => clearTimeout(timer));
-  req.resume();
+  const where = agentSocketOf(deps, claims.sid);
+  return where.ok
+    ? { kind: 'agent', sandboxId: claims.sid, socketPath: where.socketPath }
+    : { kind: 'error', error: where.error };
 }
 
 /** Streams one HTTP request to the agent's unix socket and the answer back. */
@@ -191,20 +128,61 @@ function proxyUpgrade(deps: GatewayDeps, req: IncomingMessage, socket: Duplex, h
   upstream.on('close', () => socket.destroy());
 }
 
-function rejectUpgrade(socket: Duplex, err: ServiceError): void {
-  const body = JSON.stringify(agentErrorBody(err, newRequestId()));
-  socket.end(
-    `HTTP/1.1 ${err.status} Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+function isAsyncExecute(req: IncomingMessage): boolean {
+  const url = req.url ?? '/';
+  return url === '/execute/async' || url.startsWith('/execute/async?');
 }
 
 /**
- * The one HTTP server: control plane and agent gateway on one origin. Agent
- * requests (HTTP and WebSocket) are routed by the sandbox token they carry.
+ * `POST /execute/async` for an authorised running sandbox: validates the
+ * body, queues the execution, answers 200 `queued` at once.
+ */
+async function handleAsyncExecute(
+  deps: GatewayDeps & { executions: AsyncExecutionService },
+  req: IncomingMessage,
+  res: ServerResponse,
+  sandboxId: string,
+): Promise<void> {
+  if (req.method !== 'POST') {
+    req.resume();
+    return sendError(res, new ServiceError(ErrorCode.METHOD_NOT_ALLOWED, 'Use POST /execute/async'), undefined, {
+      allow: 'POST',
+    });
+  }
+  const raw = await readBody(req, deps.maxBodyBytes);
+  if (raw === undefined) {
+    return sendError(
+      res,
+      new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${deps.maxBodyBytes} bytes`),
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return sendError(res, new ServiceError(ErrorCode.INVALID_JSON, 'Request body is not valid JSON'));
+  }
+  const accepted = deps.executions.submit(sandboxId, parse(asyncExecuteRequestSchema, json));
+  const body = JSON.stringify(accepted);
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/**
+ * The one HTTP server: control plane, agent gateway and port previews on one
+ * origin. Agent requests (HTTP and WebSocket) are routed by the sandbox token
+ * they carry; preview requests by their path or host.
  */
 export function createGatewayServer(deps: GatewayDeps): Server {
   const controlListener = getRequestListener(deps.app.fetch);
   const server = createServer((req, res) => {
+    const preview = deps.previews?.match(req);
+    if (preview instanceof ServiceError) {
+      req.resume();
+      return sendError(res, preview);
+    }
+    if (preview !== undefined) return deps.previews!.http(req, res, preview);
+
     const route = routeToAgent(deps, req);
     if (route.kind === 'control') {
       if (Number(req.headers['content-length'] ?? 0) > deps.maxBodyBytes) {
@@ -216,6 +194,17 @@ export function createGatewayServer(deps: GatewayDeps): Server {
       }
       void controlListener(req, res);
     } else if (route.kind === 'agent') {
+      const executions = deps.executions;
+      if (executions && isAsyncExecute(req)) {
+        handleAsyncExecute({ ...deps, executions }, req, res, route.sandboxId).catch((err: unknown) => {
+          const se =
+            err instanceof ServiceError ? err : new ServiceError(ErrorCode.INTERNAL_ERROR, 'Internal server error');
+          if (!(err instanceof ServiceError)) deps.log.error(`gateway: /execute/async: ${(err as Error).stack}`);
+          if (!res.headersSent) sendError(res, se);
+          else res.destroy();
+        });
+        return;
+      }
       proxyHttp(deps, req, res, route.socketPath);
     } else {
       req.resume();
@@ -224,6 +213,9 @@ export function createGatewayServer(deps: GatewayDeps): Server {
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    const preview = deps.previews?.match(req);
+    if (preview instanceof ServiceError) return rejectUpgrade(socket, preview);
+    if (preview !== undefined) return deps.previews!.upgrade(req, socket, head, preview);
     const route = routeToAgent(deps, req);
     if (route.kind === 'agent') proxyUpgrade(deps, req, socket, head, route.socketPath);
     else

@@ -5,14 +5,17 @@ import { fileURLToPath } from 'node:url';
 import { createApp } from './app.ts';
 import { loadConfig } from './config.ts';
 import { createGatewayServer } from './gateway.ts';
+import { PREVIEW_DEFAULT_LIMITS, PreviewProxy } from './preview-proxy.ts';
 import { ensureRuntimeBundle } from './runtime/bundle.ts';
 import { ContainerDriver } from './runtime/container/driver.ts';
 import { HostNetwork } from './runtime/container/network.ts';
 import { bootstrapApiKey } from './services/auth.ts';
 import { parsePoolSizes, WarmPool } from './services/pool.ts';
+import { PreviewService } from './services/previews.ts';
 import { type Logger, SandboxService } from './services/sandboxes.ts';
 import { ensureBuiltinTemplates } from './services/templates.ts';
 import { TokenService } from './services/tokens.ts';
+import { ASYNC_DEFAULTS, AsyncExecutionService, parseAllowList } from './services/webhooks.ts';
 import { prepareHost } from './setup/host.ts';
 import { openDatabase } from './store/db.ts';
 import { Store } from './store/store.ts';
@@ -80,6 +83,7 @@ async function main(): Promise<void> {
   }, 200);
 
   let publicHost = config.publicURL ?? '';
+  const previews = new PreviewService(store, { domain: config.domain, publicHost: () => publicHost });
   const app = createApp({
     store,
     sandboxes,
@@ -87,8 +91,29 @@ async function main(): Promise<void> {
     listPageMax: config.listPageMax,
     log,
     maxBodyBytes: config.maxBodyBytes,
+    previews,
   });
-  const server = createGatewayServer({ app, store, tokens, driver, log, maxBodyBytes: config.maxBodyBytes });
+  const server = createGatewayServer({
+    app,
+    store,
+    tokens,
+    driver,
+    log,
+    maxBodyBytes: config.maxBodyBytes,
+    previews: new PreviewProxy({
+      store,
+      driver,
+      tokens,
+      previews,
+      log,
+      publicHost: () => publicHost,
+      limits: { ...PREVIEW_DEFAULT_LIMITS, maxConnectionsPerSandbox: config.previewMaxConnections },
+    }),
+    executions: new AsyncExecutionService(
+      { store, driver, tokens, log },
+      { ...ASYNC_DEFAULTS, maxPerSandbox: config.asyncMaxPerSandbox, allow: parseAllowList(config.webhookAllow) },
+    ),
+  });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(config.port, config.host, () => ok());

@@ -16,7 +16,8 @@ export function sandboxView(
     status: row.status,
     public_host: publicHost,
     direct_url: publicHost,
-    preview_url: null,
+    // Path-form preview base: append `{port}/` (see docs/ARCHITECTURE.md, Port previews).
+    preview_url: `${publicHost}/sandboxes/${row.id}/ports/`,
     template_id: row.templateId,
     template_name: template?.name ?? null,
     organization_id: 1,
