@@ -1,11 +1,16 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getRequestListener } from '@hono/node-server';
 import { signSandboxToken } from '@warren/protocol';
 import type { Hono } from 'hono';
-import { createApp } from './app.ts';
+import { type Agent, createAgent } from './app.ts';
 import { loadConfig } from './config.ts';
 import type { AppEnv } from './http/app-env.ts';
 import { ProcessManager } from './services/process-manager.ts';
@@ -13,6 +18,7 @@ import { ProcessManager } from './services/process-manager.ts';
 /** An in-process agent over a throwaway directory tree, for route tests. */
 export interface TestAgent {
   app: Hono<AppEnv>;
+  agent: Agent;
   processes: ProcessManager;
   /** Base directory holding `workspace/`, `scratch/` (the two roots) and `outside/`. */
   base: string;
@@ -28,6 +34,8 @@ export interface TestAgent {
   request(path: string, init?: RequestInit): Promise<Response>;
   /** `request` with a JSON body. */
   json(method: string, path: string, body: unknown): Promise<Response>;
+  /** Serves the agent on 127.0.0.1 (HTTP and upgrades) and answers its address, e.g. `127.0.0.1:41234`. */
+  listen(): Promise<string>;
   cleanup(): Promise<void>;
 }
 
@@ -49,7 +57,18 @@ export async function createTestAgent(env: Record<string, string> = {}): Promise
     ...env,
   });
   const processes = new ProcessManager();
-  const app = createApp(config, { processes, log: () => undefined });
+  const agent = createAgent(config, { processes, log: () => undefined });
+  const { app } = agent;
+  let server: Server | undefined;
+  const listen = async (): Promise<string> => {
+    if (!server) {
+      const listening = createServer(getRequestListener(app.fetch));
+      listening.on('upgrade', agent.handleUpgrade);
+      await new Promise<void>((resolve) => listening.listen(0, '127.0.0.1', resolve));
+      server = listening;
+    }
+    return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
   const token: TestAgent['token'] = (options = {}) => {
     const now = Math.floor(Date.now() / 1000);
     return signSandboxToken(options.key ?? key, {
@@ -68,6 +87,7 @@ export async function createTestAgent(env: Record<string, string> = {}): Promise
     request(path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return {
     app,
+    agent,
     processes,
     base,
     workspace,
@@ -78,8 +98,13 @@ export async function createTestAgent(env: Record<string, string> = {}): Promise
     token,
     request,
     json,
+    listen,
     cleanup: async () => {
-      processes.killAll();
+      agent.close();
+      if (server) {
+        server.closeAllConnections();
+        await new Promise((resolve) => server?.close(resolve));
+      }
       await rm(base, { recursive: true, force: true });
     },
   };
@@ -108,4 +133,30 @@ export async function eventually(check: () => boolean, timeoutMs = 3000): Promis
     await new Promise((r) => setTimeout(r, 25));
   }
   return check();
+}
+
+/** Pids of live processes whose process group is `pgid`. */
+export function groupPids(pgid: number): number[] {
+  const pids: number[] = [];
+  for (const line of execFileSync('ps', ['-e', '-o', 'pid=,pgid=,stat=']).toString().split('\n')) {
+    const [pid, group, stat] = line.trim().split(/\s+/);
+    if (Number(group) === pgid && stat && !stat.startsWith('Z')) pids.push(Number(pid));
+  }
+  return pids;
+}
+
+const PTY_SOURCE = fileURLToPath(new URL('../../server/native/warren-pty.c', import.meta.url));
+
+/** Compiles the warren-pty helper into `dir` (static when possible); undefined without gcc. */
+export function buildPtyHelper(dir: string): string | undefined {
+  const out = join(dir, 'warren-pty');
+  for (const flags of [['-static'], []]) {
+    try {
+      execFileSync('gcc', [...flags, '-O2', '-Wall', '-Wextra', '-o', out, PTY_SOURCE], { stdio: 'ignore' });
+      if (existsSync(out)) return out;
+    } catch {
+      // try without -static (no static libc installed), then give up
+    }
+  }
+  return undefined;
 }

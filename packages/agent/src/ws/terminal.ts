@@ -28,10 +28,17 @@ const INITIAL_COLS = 80;
  * Closing the socket hangs the terminal up.
  */
 export function handleTerminal(ws: WebSocket, _req: unknown, deps: AgentDeps): void {
-  void runTerminal(ws, deps);
+  // Frames that arrive while the shell is being started are kept and replayed.
+  const early: RawData[] = [];
+  const keep = (data: RawData) => early.push(data);
+  ws.on('message', keep);
+  void runTerminal(ws, deps, () => {
+    ws.off('message', keep);
+    return early;
+  });
 }
 
-async function runTerminal(ws: WebSocket, deps: AgentDeps): Promise<void> {
+async function runTerminal(ws: WebSocket, deps: AgentDeps, takeEarly: () => RawData[]): Promise<void> {
   const { config } = deps;
   const env: EnvMap = {
     ...buildChildEnv({ template: config.templateEnv, global: deps.envStore.all() }),
@@ -58,7 +65,7 @@ async function runTerminal(ws: WebSocket, deps: AgentDeps): Promise<void> {
   });
   const pty = proc;
 
-  ws.on('message', (data: RawData) => {
+  const onFrame = (data: RawData) => {
     const parsed = terminalClientFrameSchema.safeParse(parseFrame(data));
     if (!parsed.success) return; // unknown frames are ignored, like the SDKs ignore ours
     const frame = parsed.data;
@@ -71,7 +78,9 @@ async function runTerminal(ws: WebSocket, deps: AgentDeps): Promise<void> {
     } else {
       pty.control?.write(`${frame.rows} ${frame.cols}\n`);
     }
-  });
+  };
+  for (const data of takeEarly()) onFrame(data);
+  ws.on('message', onFrame);
   ws.once('close', () => {
     pty.resumeOutput();
     if (!pty.running) return;

@@ -1,0 +1,215 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../config.ts';
+import { isAlive } from '../test-helpers.ts';
+import { EnvStore } from './env-store.ts';
+import { KernelService } from './kernel.ts';
+import { ProcessManager } from './process-manager.ts';
+
+// A stand-in for kernel_bridge.py (the host has no ipykernel): same JSON-lines
+// protocol, with a "kernel" child process in its own session that the agent
+// interrupts and kills by process group, like the real one.
+const FAKE_BRIDGE = String.raw`
+import json, os, signal, subprocess, sys, time
+out = os.fdopen(os.dup(1), 'w')
+def send(o):
+    out.write(json.dumps(o) + '\n'); out.flush()
+KERNEL = r'''
+import signal, sys, time
+for line in sys.stdin:
+    cmd, _, arg = line.strip().partition(' ')
+    try:
+        if cmd == 'hang':
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if cmd in ('sleep', 'hang'):
+            time.sleep(float(arg))
+        print('done', flush=True)
+    except KeyboardInterrupt:
+        print('interrupted', flush=True)
+'''
+def start():
+    k = subprocess.Popen([sys.executable, '-c', KERNEL], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    return k
+send({'event': 'hello', 'ipykernel': 'fake', 'jupyter_client': 'fake', 'python': '3'})
+kernel = start()
+send({'event': 'ready', 'kernel_id': 'k-1', 'pid': kernel.pid, 'restarted': False})
+count = 0
+for line in sys.stdin:
+    req = json.loads(line)
+    code = req['code']
+    received = time.time()
+    if code.startswith('sleep ') or code.startswith('hang '):
+        kernel.stdin.write(code + '\n'); kernel.stdin.flush()
+        answer = kernel.stdout.readline().strip()
+        if answer == '':
+            kernel.wait()
+            send({'event': 'result', 'id': req['id'], 'status': 'dead', 'stdout': 'partial\n', 'reason': 'the kernel died'})
+            kernel = start()
+            send({'event': 'ready', 'kernel_id': 'k-2', 'pid': kernel.pid, 'restarted': True})
+            continue
+        if answer == 'interrupted':
+            send({'event': 'result', 'id': req['id'], 'status': 'error', 'stdout': 'before\n', 'stderr': '',
+                  'error': {'ename': 'KeyboardInterrupt', 'evalue': '', 'traceback': ['KeyboardInterrupt']}})
+            continue
+    count += 1
+    res = {'event': 'result', 'id': req['id'], 'status': 'ok', 'stdout': '', 'stderr': '', 'result': None,
+           'displays': [], 'error': None, 'execution_count': count}
+    if code == 'env':
+        res['stdout'] = json.dumps({'env': req['env'], 'cwd': req['cwd'], 'received': received, 'finished': time.time()})
+    elif code == 'rich':
+        res['result'] = "'<b>x</b>'"
+        res['displays'] = [
+            {'kind': 'display_data', 'data': {'text/plain': '<Figure>', 'image/png': 'iVBORw0KGgo='}, 'metadata': {}},
+            {'kind': 'execute_result', 'data': {'text/plain': 'df', 'text/html': '<table></table>',
+                                                 'application/json': {'a': 1}}, 'metadata': {}},
+        ]
+    elif code == 'boom':
+        res['status'] = 'error'
+        res['stdout'] = 'partial\n'
+        res['error'] = {'ename': 'ValueError', 'evalue': 'boom', 'traceback': ['Traceback (most recent call last)', 'ValueError: boom']}
+    elif code.startswith('exit '):
+        res['status'] = 'error'
+        res['error'] = {'ename': 'SystemExit', 'evalue': code[5:], 'traceback': []}
+    else:
+        res['stdout'] = code + '\n'
+        res['result'] = repr(len(code))
+    send(res)
+`;
+
+let dir: string;
+let processes: ProcessManager;
+let kernel: KernelService;
+const logged: string[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'warren-kernel-test-'));
+  await writeFile(join(dir, 'fake_bridge.py'), FAKE_BRIDGE);
+  const config = loadConfig({
+    WARREN_SANDBOX_ID: 'sb-kernel',
+    WARREN_AGENT_TOKEN_KEY: '00',
+    WARREN_AGENT_WORKDIR: dir,
+    WARREN_TEMPLATE_ENV: JSON.stringify({ PATH: process.env.PATH ?? '' }),
+    WARREN_AGENT_KERNEL_BRIDGE: join(dir, 'fake_bridge.py'),
+  });
+  processes = new ProcessManager();
+  kernel = new KernelService({
+    config,
+    envStore: new EnvStore(),
+    processes,
+    bridgePath: config.kernelBridgePath,
+    log: (line) => logged.push(line),
+  });
+});
+afterAll(async () => {
+  kernel.close();
+  processes.killAll();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const ctx = () => ({ cwd: dir, env: {} });
+
+describe('KernelService (with a stand-in bridge)', () => {
+  it('starts the bridge on first use and maps results onto the /execute shape', async () => {
+    expect(kernel.available).toBeUndefined();
+    const r = await kernel.execute('print(1)', ctx(), {}, 10_000);
+    expect(r).toMatchObject({ success: true, exit_code: 0, stdout: 'print(1)\n', result: '8', language: 'python' });
+    expect(kernel.available).toBe(true);
+    expect(kernel.sessions()).toEqual([
+      expect.objectContaining({ kernel_id: 'k-1', execution_state: 'idle', connections: 1, execution_count: 1 }),
+    ]);
+  });
+
+  it('passes the env overlay and working directory of the run', async () => {
+    const r = await kernel.execute('env', { cwd: '/tmp', env: {} }, { A: '1' }, 10_000);
+    expect(JSON.parse(r?.stdout ?? '{}')).toMatchObject({ env: { A: '1' }, cwd: '/tmp' });
+  });
+
+  it('lifts display data into png, html, json and rich_outputs', async () => {
+    const r = await kernel.execute('rich', ctx(), {}, 10_000);
+    expect(r).toMatchObject({ png: 'iVBORw0KGgo=', html: '<table></table>', json: { a: 1 }, result: "'<b>x</b>'" });
+    expect(r?.rich_outputs).toEqual([
+      expect.objectContaining({ type: 'image/png', source: 'display_data' }),
+      expect.objectContaining({ type: 'text/html', source: 'execute_result' }),
+    ]);
+  });
+
+  it('reports user errors with exit 1 and the traceback in stderr, and SystemExit codes like python does', async () => {
+    const err = await kernel.execute('boom', ctx(), {}, 10_000);
+    expect(err).toMatchObject({ success: false, exit_code: 1, stdout: 'partial\n', error: 'ValueError: boom' });
+    expect(err?.stderr).toContain('ValueError: boom');
+    expect(await kernel.execute('exit 3', ctx(), {}, 10_000)).toMatchObject({ success: false, exit_code: 3 });
+    expect(await kernel.execute('exit None', ctx(), {}, 10_000)).toMatchObject({ success: true, exit_code: 0 });
+  });
+
+  it('interrupts a run that times out and keeps the kernel', async () => {
+    const pid = kernel.sessions()[0]?.pid;
+    const started = Date.now();
+    const r = await kernel.execute('sleep 30', ctx(), {}, 500);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(r).toMatchObject({ success: false, exit_code: 124, timed_out: true, stdout: 'before\n' });
+    expect(r?.stderr).toContain('timed out after 0.5s');
+    expect(r?.stderr).not.toContain('KeyboardInterrupt');
+    expect(kernel.sessions()[0]?.pid).toBe(pid);
+    expect(await kernel.execute('next', ctx(), {}, 10_000)).toMatchObject({ success: true, stdout: 'next\n' });
+  });
+
+  it('kills and restarts a kernel that ignores the interrupt', async () => {
+    const pid = kernel.sessions()[0]?.pid ?? -1;
+    const r = await kernel.execute('hang 60', ctx(), {}, 500);
+    expect(r).toMatchObject({ success: false, exit_code: 124, timed_out: true });
+    expect(r?.stderr).toContain('was restarted');
+    expect(isAlive(pid)).toBe(false);
+    expect(await kernel.execute('again', ctx(), {}, 10_000)).toMatchObject({ success: true, stdout: 'again\n' });
+    expect(kernel.sessions()[0]).toMatchObject({ kernel_id: 'k-2', execution_state: 'idle' });
+    expect(kernel.sessions()[0]?.pid).not.toBe(pid);
+  });
+
+  it('runs one execution at a time and times out a run that waited too long for its turn', async () => {
+    const first = kernel.execute('sleep 0.6', ctx(), {}, 10_000);
+    const second = kernel.execute('env', ctx(), {}, 10_000);
+    const starved = kernel.execute('env', ctx(), {}, 200);
+    expect(await starved).toMatchObject({ exit_code: 124, timed_out: true });
+    expect((await starved)?.stderr).toContain('busy');
+    await first;
+    const seen = JSON.parse((await second)?.stdout ?? '{}') as { received: number };
+    expect(seen.received * 1000).toBeGreaterThan(Date.now() - 10_000);
+    expect(kernel.state).toBe('idle');
+  });
+
+  it('restarts the bridge when it dies', async () => {
+    const bridge = processes.list().find((p) => p.running);
+    bridge?.killGroup('SIGKILL');
+    await expect.poll(() => kernel.state).toBe('dead');
+    expect(await kernel.execute('back', ctx(), {}, 10_000)).toMatchObject({ success: true, stdout: 'back\n' });
+  });
+});
+
+describe('KernelService without ipykernel', () => {
+  it('answers undefined so callers run a process, and reports no sessions', async () => {
+    const bridge = join(dir, 'no_kernel.py');
+    await writeFile(
+      bridge,
+      'import json,sys\nprint(json.dumps({"event":"unavailable","reason":"No module named ipykernel"}), flush=True)\nsys.exit(3)\n',
+    );
+    const config = loadConfig({
+      WARREN_SANDBOX_ID: 'sb-kernel',
+      WARREN_AGENT_TOKEN_KEY: '00',
+      WARREN_AGENT_WORKDIR: dir,
+      WARREN_TEMPLATE_ENV: JSON.stringify({ PATH: process.env.PATH ?? '' }),
+    });
+    const none = new KernelService({
+      config,
+      envStore: new EnvStore(),
+      processes,
+      bridgePath: bridge,
+      log: () => undefined,
+    });
+    expect(await none.execute('1', ctx(), {}, 5000)).toBeUndefined();
+    expect(none.available).toBe(false);
+    expect(none.sessions()).toEqual([]);
+    expect(await none.execute('1', ctx(), {}, 5000)).toBeUndefined();
+  });
+});
