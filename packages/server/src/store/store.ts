@@ -373,16 +373,6 @@ export class Store {
     return r.n;
   }
 
-  /** Number of sandboxes of a template in the given states (pool accounting). */
-  countByTemplate(templateId: string, statuses: readonly SandboxStatus[]): number {
-    const r = this.db
-      .prepare(
-        `SELECT COUNT(*) AS n FROM sandboxes WHERE template_id = ? AND status IN (${statuses.map(() => '?').join(', ')})`,
-      )
-      .get(templateId, ...statuses) as { n: number };
-    return r.n;
-  }
-
   /** Live sandboxes whose expiry has passed. */
   expiredSandboxes(nowMs: number): SandboxRow[] {
     const rows = this.db
@@ -391,16 +381,6 @@ export class Store {
       )
       .all(nowMs) as RawSandbox[];
     return rows.map(toSandbox);
-  }
-
-  /** The earliest expiry among live sandboxes, if any. */
-  nextExpiry(): number | undefined {
-    const r = this.db
-      .prepare(
-        "SELECT MIN(expires_at) AS t FROM sandboxes WHERE expires_at IS NOT NULL AND status NOT IN ('deleted', 'pooled')",
-      )
-      .get() as { t: number | null };
-    return r.t ?? undefined;
   }
 
   /** Live sandboxes of one key, newest first, keyset-paginated by `seq`. */
