@@ -6,7 +6,13 @@ import { bearer, drainRequest, forwardHeaders, rejectUpgrade, sendError } from '
 import { agentSocketOf } from './internal/sandbox-socket.ts';
 import { openTunnel } from './internal/tunnel.ts';
 import type { Driver } from './runtime/driver.ts';
-import { PREVIEW_COOKIE, type PreviewService, type PreviewTarget, splitCookies } from './services/previews.ts';
+import {
+  isPreviewToken,
+  PREVIEW_COOKIE,
+  type PreviewService,
+  type PreviewTarget,
+  splitCookies,
+} from './services/previews.ts';
 import type { Logger } from './services/sandboxes.ts';
 import type { TokenService } from './services/tokens.ts';
 import type { Store } from './store/store.ts';
@@ -42,7 +48,7 @@ export interface PreviewProxyDeps {
 
 /** How a preview request proved it may reach the port. */
 interface Grant {
-  /** `Authorization` carried our token: it is not forwarded. */
+  /** `Authorization` carried a Warren token (valid here or not): it is not forwarded. */
   consumedAuthorization: boolean;
   /** `Set-Cookie` to add to the answer (the token came in the URL). */
   setCookie: string | undefined;
@@ -107,27 +113,29 @@ export class PreviewProxy {
       return check.claims.sid === target.sandboxId && check.claims.port === target.port ? check.claims : undefined;
     };
     const given = bearer(req);
+    const claims = given === undefined ? undefined : peekSandboxToken(given);
+    // A Warren token is never passed on to the app, whichever sandbox it is for.
+    const ours = claims !== undefined || isPreviewToken(given);
     if (given !== undefined) {
-      const claims = peekSandboxToken(given);
       if (claims?.sid === target.sandboxId) {
         const check = tokens.verify(given, target.sandboxId);
         if (check.ok) return { consumedAuthorization: true, setCookie: undefined };
         if (check.reason === 'expired') expired = true;
-      } else if (previewOK(given)) {
+      } else if (isPreviewToken(given) && previewOK(given)) {
         return { consumedAuthorization: true, setCookie: undefined };
       }
     }
     if (target.queryToken !== undefined) {
-      const claims = previewOK(target.queryToken);
-      if (claims) {
+      const query = previewOK(target.queryToken);
+      if (query) {
         return {
-          consumedAuthorization: false,
-          setCookie: previews.cookie(target, target.queryToken, claims.exp, this.#secure()),
+          consumedAuthorization: ours,
+          setCookie: previews.cookie(target, target.queryToken, query.exp, this.#secure()),
         };
       }
     }
     for (const value of splitCookies(req.headers.cookie, PREVIEW_COOKIE).values) {
-      if (previewOK(value)) return { consumedAuthorization: false, setCookie: undefined };
+      if (previewOK(value)) return { consumedAuthorization: ours, setCookie: undefined };
     }
     return expired
       ? new ServiceError(ErrorCode.TOKEN_EXPIRED, 'Preview token expired')

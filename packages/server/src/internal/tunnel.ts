@@ -47,6 +47,8 @@ export function openTunnel(
       }
       settled = true;
       clearTimeout(timer);
+      // Until the caller attaches its own listeners, a reset must not become an uncaught error.
+      socket.on('error', () => socket.destroy());
       if (head.length > 0) socket.unshift(head);
       resolve(socket);
     });

@@ -10,6 +10,11 @@ export const PREVIEW_TOKEN_MAX_TTL_SECONDS = 7 * 86_400;
 
 const TOKEN_VERSION = 'wpv1';
 
+/** Whether a string has the shape of a preview token (not whether it is valid). */
+export function isPreviewToken(token: string | undefined): token is string {
+  return token?.startsWith(`${TOKEN_VERSION}.`) === true;
+}
+
 /** What a preview token grants: one port of one sandbox until `exp` (unix seconds). */
 export interface PreviewClaims {
   sid: string;
