@@ -251,19 +251,7 @@ int main(int argc, char **argv) {
       }
     }
 
-    if (i_stdin >= 0 && (fds[i_stdin].revents & (POLLIN | POLLHUP | POLLERR))) {
-      ssize_t n = read(STDIN_FILENO, in + in_len, BUF_SIZE - in_len);
-      if (n > 0) {
-        in_len += (size_t)n;
-      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        stdin_open = 0;
-        if (hangup_at == 0) {
-          kill(-child, SIGHUP);
-          hangup_at = now_ms();
-        }
-      }
-    }
-
+    /* Resizes first: a client's resize is applied before input it sent afterwards. */
     if (i_ctl >= 0 && (fds[i_ctl].revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[256];
       ssize_t n = read(ctl, buf, sizeof buf);
@@ -281,6 +269,19 @@ int main(int argc, char **argv) {
         }
       }
     }
+    if (i_stdin >= 0 && (fds[i_stdin].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t n = read(STDIN_FILENO, in + in_len, BUF_SIZE - in_len);
+      if (n > 0) {
+        in_len += (size_t)n;
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        stdin_open = 0;
+        if (hangup_at == 0) {
+          kill(-child, SIGHUP);
+          hangup_at = now_ms();
+        }
+      }
+    }
+
   }
   kill(-child, SIGKILL);
   waitpid(child, &status, 0);

@@ -13,6 +13,8 @@ import { PacedSender } from './paced-sender.ts';
 const HANGUP_GRACE_MS = 3000;
 /** Input queued for the shell above which the socket stops being read. */
 const INPUT_HIGH_WATER_BYTES = 1024 * 1024;
+/** Time the helper gets to apply a resize before later input is written. */
+const RESIZE_SETTLE_MS = 10;
 /** Size of a new terminal until the client resizes it. */
 const INITIAL_ROWS = 24;
 const INITIAL_COLS = 80;
@@ -65,19 +67,26 @@ async function runTerminal(ws: WebSocket, deps: AgentDeps, takeEarly: () => RawD
   });
   const pty = proc;
 
+  // Frames are applied in order: a resize reaches the helper (fd 3) before input sent after it (stdin).
+  let applied: Promise<void> = Promise.resolve();
   const onFrame = (data: RawData) => {
     const parsed = terminalClientFrameSchema.safeParse(parseFrame(data));
     if (!parsed.success) return; // unknown frames are ignored, like the SDKs ignore ours
     const frame = parsed.data;
-    if (frame.type === 'input') {
-      pty.stdin?.write(frame.data);
-      if ((pty.stdin?.writableLength ?? 0) > INPUT_HIGH_WATER_BYTES) {
-        ws.pause();
-        pty.stdin?.once('drain', () => ws.resume());
+    applied = applied.then(async () => {
+      if (frame.type === 'input') {
+        pty.stdin?.write(frame.data);
+        if ((pty.stdin?.writableLength ?? 0) > INPUT_HIGH_WATER_BYTES) {
+          ws.pause();
+          pty.stdin?.once('drain', () => ws.resume());
+        }
+        return;
       }
-    } else {
-      pty.control?.write(`${frame.rows} ${frame.cols}\n`);
-    }
+      await new Promise<void>((resolve) => {
+        if (!pty.control?.write(`${frame.rows} ${frame.cols}\n`, () => resolve())) resolve();
+      });
+      await new Promise((resolve) => setTimeout(resolve, RESIZE_SETTLE_MS));
+    });
   };
   for (const data of takeEarly()) onFrame(data);
   ws.on('message', onFrame);
