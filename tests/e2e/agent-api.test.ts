@@ -130,6 +130,17 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
     expect(next.stdout).toBe('still 15\n');
   });
 
+  it('restarts a kernel that dies during a run; the next run works in a fresh kernel', async () => {
+    await sb.runCode('doomed = 1');
+    const r = await sb.runCode('import os\nos._exit(3)');
+    expect(r.success).toBe(false);
+    expect(r.stderr).toContain('restarted');
+    const next = await sb.runCode('print("doomed" in globals())');
+    expect(next.stdout).toBe('False\n');
+    // Keep the state later tests use.
+    await sb.runCode('x = 41\ncounter = 15');
+  });
+
   it('bounds a print flood: truncated, timed out, and the agent RSS stays bounded', async () => {
     const rss: number[] = [(await snapshot(sb)).agent.rss_bytes];
     for (let round = 0; round < 3; round++) {

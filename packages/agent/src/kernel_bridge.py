@@ -258,7 +258,7 @@ class Bridge:
                 if not self.km.is_alive():
                     send({"event": "result", "id": rid, "status": "dead", "stdout": stdout.text(),
                           "stderr": stderr.text(), "stdout_truncated": stdout.truncated,
-                          "stderr_truncated": stderr.truncated, "reason": "the kernel died"})
+                          "stderr_truncated": stderr.truncated, "reason": "it exited during the run"})
                     return self.restart()
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:

@@ -497,7 +497,7 @@ function toResponse(
     stderr = appendLine(stderr, error);
   } else if (r.status === 'dead') {
     exitCode = 137;
-    error = `The Python kernel died: ${r.reason ?? 'unknown reason'}; it was restarted and its state was lost`;
+    error = `The Python kernel died (${r.reason ?? 'unknown reason'}); it was restarted and its state was lost`;
     stderr = appendLine(stderr, error);
   }
   if (run.timedOut) {
