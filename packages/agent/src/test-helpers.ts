@@ -47,6 +47,12 @@ export async function createTestAgent(env: Record<string, string> = {}): Promise
   const outside = join(base, 'outside');
   await Promise.all([mkdir(workspace), mkdir(scratch), mkdir(outside)]);
   await writeFile(join(outside, 'secret.txt'), 'top secret\n');
+  // Hermetic by default: python runs as plain processes whether or not the host has ipykernel.
+  const noKernel = join(base, 'no_kernel_bridge.py');
+  await writeFile(
+    noKernel,
+    'import json\nprint(json.dumps({"event": "unavailable", "reason": "tests run python without a kernel"}))\nraise SystemExit(3)\n',
+  );
   const key = randomBytes(32);
   const sandboxId = `sb-${randomBytes(4).toString('hex')}`;
   const config = loadConfig({
@@ -54,6 +60,7 @@ export async function createTestAgent(env: Record<string, string> = {}): Promise
     WARREN_AGENT_TOKEN_KEY: key.toString('hex'),
     WARREN_AGENT_FILE_ROOTS: `${workspace}:${scratch}`,
     WARREN_AGENT_WORKDIR: workspace,
+    WARREN_AGENT_KERNEL_BRIDGE: noKernel,
     ...env,
   });
   const processes = new ProcessManager();

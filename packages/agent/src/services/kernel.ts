@@ -186,7 +186,7 @@ export class KernelService {
     started: number,
   ): Promise<ExecuteResponse> {
     const bridge = this.#bridge;
-    if (!bridge?.stdin) return deadResponse(started, 'the Python kernel is not running');
+    if (!bridge?.stdin || !bridge.running) return deadResponse(started, 'the Python kernel is not running');
     const id = this.#nextRequestId++;
     const answer = new Promise<BridgeResult>((resolve) => this.#pending.set(id, resolve));
     const { maxOutputBytes } = this.#options.config;
