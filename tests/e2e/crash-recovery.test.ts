@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bridgeVeths, tracesAfterTeardown, tracesOf } from './leaks.ts';
+import { bridgeVeths, sandboxCgroups, tracesAfterTeardown, tracesOf } from './leaks.ts';
 import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
 
 const slot = Number(process.env.WARREN_TEST_SLOT ?? 0);
@@ -29,7 +29,13 @@ describe('crash recovery and restarts (a server of its own)', () => {
   const ctx = () => ({ dataDir, cgroupParent: net.cgroupParent, bridge: net.bridge });
 
   const start = async () => {
-    server = await startServer({ dataDir, ...net, apiKey: API_KEY, env: { WARREN_POOL: '0' } });
+    // Sandboxes must outlive the server here: that is what these tests are about.
+    server = await startServer({
+      dataDir,
+      ...net,
+      apiKey: API_KEY,
+      env: { WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: 'false' },
+    });
   };
   const cp = async <T>(method: string, path: string, body?: unknown) => {
     const res = await fetch(`${server.baseURL}${path}`, {
@@ -55,6 +61,7 @@ describe('crash recovery and restarts (a server of its own)', () => {
 
   afterAll(async () => {
     await stopServer(server, { deleteSandboxes: true });
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
     await removeTestNetwork(net);
     await rm(dataDir, { recursive: true, force: true });
   });

@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { TestProject } from 'vitest/node';
+import { sandboxCgroups } from './leaks.ts';
 import { removeTestNetwork, startServer, stopServer, testNetwork } from './server.ts';
 
 declare module 'vitest' {
@@ -30,6 +31,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   return async () => {
     await stopServer(handle, { deleteSandboxes: true });
+    const left = await sandboxCgroups(net.cgroupParent);
+    if (left.length > 0) throw new Error(`sandboxes left running after the suite: ${left.join(', ')}`);
     await removeTestNetwork(net);
     await rm(dataDir, { recursive: true, force: true });
   };

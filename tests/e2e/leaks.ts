@@ -80,3 +80,9 @@ export async function tracesAfterTeardown(
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Sandbox cgroups (any process of a sandbox lives in one) under a server's cgroup parent. */
+export async function sandboxCgroups(cgroupParent: string): Promise<string[]> {
+  const entries = await readdir(`/sys/fs/cgroup/pids/${cgroupParent}`).catch(() => [] as string[]);
+  return entries.filter((e) => /^sb[a-z0-9]{14}$/.test(e));
+}

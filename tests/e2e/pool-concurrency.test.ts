@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { bridgeVeths, tracesAfterTeardown, tracesOf } from './leaks.ts';
+import { bridgeVeths, sandboxCgroups, tracesAfterTeardown, tracesOf } from './leaks.ts';
 import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
 
 const slot = Number(process.env.WARREN_TEST_SLOT ?? 0);
@@ -50,15 +50,9 @@ async function serverWith(n: number, env: Record<string, string>) {
     }
   };
   const close = async () => {
+    // Test servers delete every sandbox on SIGTERM, warm-pool ones included.
     await stopServer(handle, { deleteSandboxes: true });
-    // Pool sandboxes are not listed to users: stop with the delete-all flag to remove them too.
-    const again = await startServer({
-      dataDir,
-      ...net,
-      apiKey: API_KEY,
-      env: { ...env, WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: 'true' },
-    });
-    await stopServer(again, { deleteSandboxes: false });
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
     await removeTestNetwork(net);
     await rm(dataDir, { recursive: true, force: true });
   };

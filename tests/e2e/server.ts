@@ -44,6 +44,8 @@ export async function startServer(
     WARREN_NFT_TABLE: options.nftTable,
     WARREN_CGROUP_PARENT: options.cgroupParent,
     ...(options.apiKey ? { WARREN_API_KEY: options.apiKey } : {}),
+    // Warm-pool sandboxes are never listed, so only the server can remove them when a test server stops.
+    WARREN_STOP_SANDBOXES_ON_EXIT: 'true',
     ...options.env,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'packages/server/src/main.ts'], {
@@ -106,7 +108,19 @@ export async function removeTestNetwork(net: TestNetwork): Promise<void> {
   await run(['ip', 'link', 'delete', net.bridge]);
   await run(['nft', 'delete', 'table', 'inet', net.nftTable]);
   await run(['nft', 'delete', 'table', 'ip', `${net.nftTable}_nat`]);
-  for (const c of ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb', 'systemd']) {
+  for (const c of [
+    'memory',
+    'pids',
+    'cpu',
+    'cpuacct',
+    'cpuset',
+    'blkio',
+    'devices',
+    'freezer',
+    'hugetlb',
+    'systemd',
+    'unified',
+  ]) {
     await rmdir(`/sys/fs/cgroup/${c}/${net.cgroupParent}`).catch(() => undefined);
   }
 }

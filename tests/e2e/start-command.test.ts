@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { sandboxCgroups } from './leaks.ts';
 import { removeTestNetwork, testNetwork } from './server.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -24,6 +25,7 @@ describe("the README's start command", () => {
         WARREN_NFT_TABLE: net.nftTable,
         WARREN_CGROUP_PARENT: net.cgroupParent,
         WARREN_API_KEY: '',
+        WARREN_STOP_SANDBOXES_ON_EXIT: 'true',
       },
     });
     let stdout = '';
@@ -60,6 +62,8 @@ describe("the README's start command", () => {
       const exited = new Promise((ok) => child.once('exit', ok));
       if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
       await exited;
+      // Its warm pool booted sandboxes in the background: SIGTERM removed them.
+      expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
       await removeTestNetwork(net);
       await rm(dataDir, { recursive: true, force: true });
     }

@@ -28,6 +28,10 @@ const log: Logger = {
 
 const AGENT_BUNDLE = resolve(fileURLToPath(import.meta.url), '../../../agent/dist/agent.mjs');
 
+// A closed terminal or log pipe must not take the server (and its shutdown clean-up) down with it.
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
+
 async function main(): Promise<void> {
   const config = loadConfig();
   await prepareHost();
@@ -129,7 +133,11 @@ async function main(): Promise<void> {
 
   pool.start();
 
+  let shuttingDown = false;
   const shutdown = async (signal: string) => {
+    // A second signal (e.g. one sent to the whole process group and forwarded by npm) must not cut the clean-up short.
+    if (shuttingDown) return log.info(`${signal}: already shutting down`);
+    shuttingDown = true;
     log.info(
       `${signal}: shutting down; ${config.stopSandboxesOnExit ? 'deleting every sandbox' : 'sandboxes keep running'}`,
     );
@@ -141,8 +149,8 @@ async function main(): Promise<void> {
     store.db.close();
     process.exitCode = 0;
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
 main().catch((err: unknown) => {

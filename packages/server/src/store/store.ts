@@ -179,8 +179,9 @@ export class Store {
     return r && { id: r.id, keyHash: r.key_hash, name: r.name, maxSandboxes: r.max_sandboxes, createdAt: r.created_at };
   }
 
+  /** API keys that can authenticate (the internal warm-pool key cannot). */
   countApiKeys(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n;
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE id != ?').get(POOL_KEY_ID) as { n: number }).n;
   }
 
   // Templates
