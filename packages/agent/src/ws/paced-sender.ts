@@ -120,6 +120,11 @@ export class PacedSender {
 
   #flushOne(): void {
     if (this.#ws.readyState !== WebSocket.OPEN) return;
+    // Timers may fire a little early: never send before the interval has really passed.
+    if (this.#queue.length > 0 && performance.now() - this.#lastSentAt < this.#intervalMs) {
+      this.#schedule();
+      return;
+    }
     if (this.#ws.bufferedAmount > this.#highWater) {
       // The peer reads slowly: wait for the socket buffer to drain first.
       this.#timer = setTimeout(() => {
