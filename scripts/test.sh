@@ -22,7 +22,9 @@ read -r passed failed skipped < <(node -e '
   let r = {};
   try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch {}
   const passed = r.numPassedTests ?? 0;
-  const failed = (r.numFailedTests ?? 0) + (r.numFailedTestSuites ?? 0);
+  // A file that fails outside any test (import error, hook) counts once when no test failed.
+  const failedTests = r.numFailedTests ?? 0;
+  const failed = failedTests > 0 ? failedTests : (r.numFailedTestSuites ?? 0);
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
   console.log(passed, failed, skipped);
 ' "$report")

@@ -127,6 +127,23 @@ describe('warm pool and concurrency (servers of their own)', () => {
     for (const id of [first.id, ...later.map((l) => l.id)]) expect(await tracesOf(id, s.ctx)).toEqual([]);
   });
 
+  it('a pooled code-interpreter sandbox is handed out with its Python kernel already warm', async () => {
+    current = await serverWith(2, { WARREN_POOL: 'code-interpreter=1' });
+    const s = current;
+    const deadline = Date.now() + 90_000;
+    while (s.rows('pooled').length < 1 && Date.now() < deadline) await sleep(200);
+    const pooled = new Set(s.rows('pooled').map((r) => r.id));
+    expect(pooled.size).toBe(1);
+    const sb = (await s.cp<Sb>('POST', '/v1/sandboxes', { template_name: 'code-interpreter' })).body;
+    expect(pooled.has(sb.id)).toBe(true);
+    const health = await fetch(`${s.handle.baseURL}/health`, { headers: { authorization: `Bearer ${sb.auth_token}` } });
+    const features = ((await health.json()) as { features: Record<string, unknown> }).features;
+    expect(features.python_executor).toBe('jupyter-kernel');
+    expect(features.kernel_state).toBe('idle');
+    const ran = await s.exec(sb, '/execute', { code: 'x = 6 * 7\nx', language: 'python' });
+    expect((ran.body as unknown as { result: string }).result).toBe('42');
+  });
+
   it('50 concurrent create → runCode → kill succeed with the pool enabled and leave nothing behind', async () => {
     current = await serverWith(1, { WARREN_POOL: 'base=4' });
     const ids = await burst(current, 50);

@@ -19,6 +19,9 @@ export function features(deps: AgentDeps): Record<string, unknown> {
     background_jobs: true,
     ipython_kernel: kernel,
     python_executor: kernel ? 'jupyter-kernel' : 'process',
+    // null while the agent is still finding out whether the template has ipykernel.
+    kernel_available: deps.kernel.available ?? null,
+    kernel_state: deps.kernel.state,
     system_metrics: true,
     port_tunnel: true,
     result_cache: false,

@@ -218,7 +218,8 @@ describe('/terminal', () => {
     await c.until((f) => f.type === 'output' && c.text('output').includes('hi 42'));
     c.send({ type: 'resize', cols: 120, rows: 40 });
     c.send({ type: 'input', data: 'stty size; echo "term=$TERM pwd=$PWD"; tty\n' });
-    await c.until(() => /term=xterm-256color pwd=\S+/.test(c.text('output')));
+    // `tty` prints last; its line may arrive in a later frame than the others.
+    await c.until(() => /term=xterm-256color pwd=\S+[\s\S]*\/dev\/pts\/\d+/.test(c.text('output')));
     const out = c.text('output');
     expect(out).toContain('40 120');
     expect(out).toContain(`pwd=${agent.workspace}`);

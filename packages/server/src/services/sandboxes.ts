@@ -202,11 +202,29 @@ export class SandboxService {
     const row = inserted.sandbox;
     try {
       await this.boot(row, template, false);
+      await this.waitForKernel(row.id);
     } catch (err) {
       this.store.transition(row.id, ['creating'], 'error', { error: (err as Error).message });
+      await this.driver.destroy(row.id, row.addressIndex);
       throw err;
     }
     if (!this.store.transition(row.id, ['creating'], 'pooled')) await this.delete(row.id);
+  }
+
+  /**
+   * Waits until the agent's Python kernel is warm (idle), or the agent has
+   * found the template has none, so a claimed pool sandbox runs python at once.
+   */
+  private async waitForKernel(id: string, timeoutMs = 60_000): Promise<void> {
+    const token = this.tokens.issue(id, 300).token;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const res = await agentRequest(this.driver.agentSocket(id), token, 'GET', '/health');
+      const f = (res.body as { features?: { kernel_available?: boolean | null; kernel_state?: string } }).features;
+      if (f?.kernel_available === false || (f?.kernel_available === true && f.kernel_state === 'idle')) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`sandbox ${id}: python kernel not warm within ${timeoutMs} ms`);
   }
 
   /** A sandbox owned by `key` that is not deleted. @throws ServiceError SANDBOX_NOT_FOUND ("Sandbox … not found"). */
