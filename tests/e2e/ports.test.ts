@@ -375,7 +375,7 @@ describe('port previews (path form) through the gateway', () => {
 
 describe('port previews (host form) with WARREN_DOMAIN', () => {
   const domain = 'warren.localhost';
-  const net = testNetwork(12);
+  const net = testNetwork(12 + Number(process.env.WARREN_TEST_SLOT ?? 0));
   let handle: ServerHandle | undefined;
   let dataDir: string;
   let sb: CreatedSandbox;

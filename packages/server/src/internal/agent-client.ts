@@ -1,6 +1,14 @@
 import { request } from 'node:http';
 
-/** Sends one JSON request to a sandbox agent over its unix socket. */
+/** Largest agent answer read into memory (an execution result is bounded by the agent's own output cap). */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Sends one JSON request to a sandbox agent over its unix socket and reads the
+ * answer, bounded in size. `timeoutMs` bounds the whole exchange (an execution
+ * may send nothing for a long time); on expiry the request fails with code
+ * `ETIMEDOUT`.
+ */
 export function agentRequest(
   socketPath: string,
   token: string,
@@ -16,7 +24,7 @@ export function agentRequest(
         socketPath,
         method,
         path,
-        timeout: timeoutMs,
+        agent: false,
         headers: {
           authorization: `Bearer ${token}`,
           'content-type': 'application/json',
@@ -25,20 +33,34 @@ export function agentRequest(
       },
       (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(new Error(`agent answer to ${method} ${path} exceeds ${MAX_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(c);
+        });
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
           try {
-            parsed = JSON.parse(text);
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown });
           } catch {
-            // not JSON; keep the text
+            resolve({ status: res.statusCode ?? 0, body: text });
           }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
         });
+        res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`agent ${method} ${path} timed out`)));
+    const timer = setTimeout(
+      () =>
+        req.destroy(
+          Object.assign(new Error(`agent ${method} ${path} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+        ),
+      timeoutMs,
+    );
+    req.on('close', () => clearTimeout(timer));
     req.on('error', reject);
     req.end(payload);
   });

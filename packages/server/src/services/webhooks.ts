@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import { ErrorCode, envMapSchema, resolveExecuteLanguage, rfc3339, ServiceError } from '@warren/protocol';
 import { z } from 'zod';
+import { agentRequest } from '../internal/agent-client.ts';
 import { agentSocketOf } from '../internal/sandbox-socket.ts';
 import type { Driver } from '../runtime/driver.ts';
 import type { Store } from '../store/store.ts';
@@ -15,7 +15,6 @@ export const ASYNC_MAX_TIMEOUT_SECONDS = 86_400;
 /** Time the agent call may take beyond the code's own timeout. */
 const AGENT_SLACK_MS = 30_000;
 /** Largest `/execute` answer read from an agent. */
-const MAX_AGENT_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 /** Callback headers the server sets itself; a request may not set them. */
 const RESERVED_HEADERS = new Set([
@@ -144,60 +143,6 @@ function truncateUtf8(text: string, maxBytes: number): { text: string; truncated
 }
 
 const delay = (ms: number) => new Promise<void>((ok) => setTimeout(ok, ms));
-
-/** One JSON POST to an agent over its unix socket; the answer is read up to a bound. */
-function agentPost(
-  socketPath: string,
-  token: string,
-  path: string,
-  body: unknown,
-  timeoutMs: number,
-): Promise<{ status: number; body: unknown }> {
-  const payload = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        socketPath,
-        method: 'POST',
-        path,
-        agent: false,
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          'content-length': String(payload.length),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > MAX_AGENT_RESPONSE_BYTES) {
-            req.destroy(new Error('agent answer too large'));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          try {
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown });
-          } catch {
-            resolve({ status: res.statusCode ?? 0, body: text });
-          }
-        });
-        res.on('error', reject);
-      },
-    );
-    const timer = setTimeout(
-      () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
-      timeoutMs,
-    );
-    req.on('close', () => clearTimeout(timer));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 export interface AsyncExecutionOptions {
   /** Async executions one sandbox may have in flight (running or delivering). */
@@ -335,9 +280,10 @@ export class AsyncExecutionService {
     const { token } = this.#deps.tokens.issue(job.sandboxId, Math.ceil(timeoutMs / 1000) + 300);
     let reply: { status: number; body: unknown };
     try {
-      reply = await agentPost(
+      reply = await agentRequest(
         target.socketPath,
         token,
+        'POST',
         '/execute',
         {
           code: job.code,
