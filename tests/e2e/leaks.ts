@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { access, readdir, readFile } from 'node:fs/promises';
-
-const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'cpuset', 'blkio', 'devices', 'freezer', 'hugetlb'];
+import { CGROUP_CONTROLLERS } from '../../packages/server/src/runtime/container/driver.ts';
 
 function sh(argv: string[]): Promise<string> {
   return new Promise((ok) => execFile(argv[0]!, argv.slice(1), (_e, stdout) => ok(String(stdout))));
@@ -26,7 +25,7 @@ export async function tracesOf(
   const traces: string[] = [];
   const crun = await sh(['crun', '--root', `${ctx.dataDir}/crun`, 'list', '--quiet']);
   if (crun.split('\n').includes(sandboxId)) traces.push(`crun container ${sandboxId}`);
-  for (const c of CONTROLLERS) {
+  for (const c of CGROUP_CONTROLLERS) {
     const p = `/sys/fs/cgroup/${c}/${ctx.cgroupParent}/${sandboxId}`;
     if (await exists(p)) traces.push(`cgroup ${p}`);
   }

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CGROUP_CONTROLLERS } from '../../packages/server/src/runtime/container/driver.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 
@@ -108,19 +109,8 @@ export async function removeTestNetwork(net: TestNetwork): Promise<void> {
   await run(['ip', 'link', 'delete', net.bridge]);
   await run(['nft', 'delete', 'table', 'inet', net.nftTable]);
   await run(['nft', 'delete', 'table', 'ip', `${net.nftTable}_nat`]);
-  for (const c of [
-    'memory',
-    'pids',
-    'cpu',
-    'cpuacct',
-    'cpuset',
-    'blkio',
-    'devices',
-    'freezer',
-    'hugetlb',
-    'systemd',
-    'unified',
-  ]) {
+  // crun also creates the named systemd hierarchy's and the cgroup2 (unified) parents.
+  for (const c of [...CGROUP_CONTROLLERS, 'systemd', 'unified']) {
     await rmdir(`/sys/fs/cgroup/${c}/${net.cgroupParent}`).catch(() => undefined);
   }
 }

@@ -5,7 +5,7 @@ import { type EnvMap, type ExecuteLanguage, type ExecuteParams, type ExecuteResp
 import { findExecutable } from './executable.ts';
 import type { KernelService } from './kernel.ts';
 import type { ProcessManager } from './process-manager.ts';
-import { appendLine, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+import { outcomeOf, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
 import type { AgentStats } from './stats.ts';
 
 /** Default `/execute` timeout, in seconds. */
@@ -137,13 +137,9 @@ export class CodeExecutor {
         timeoutMs,
         maxOutputBytes: this.#deps.config.maxOutputBytes,
       });
-      const timeoutNotice = `Execution timed out after ${timeoutMs / 1000}s`;
-      const error = result.timedOut ? timeoutNotice : result.spawnError;
-      let stderr = result.stderr;
-      if (result.timedOut) stderr = appendLine(stderr, timeoutNotice);
-      else if (result.spawnError !== undefined) stderr = appendLine(stderr, result.spawnError);
+      const { success, stderr, error } = outcomeOf(result, 'Execution', timeoutMs);
       return {
-        success: result.exitCode === 0 && !result.timedOut,
+        success,
         stdout: result.stdout,
         stderr,
         exit_code: result.exitCode,

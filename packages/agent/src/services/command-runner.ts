@@ -1,6 +1,6 @@
 import { type CommandParams, type CommandResponse, rfc3339 } from '@warren/protocol';
 import type { ProcessManager } from './process-manager.ts';
-import { appendLine, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+import { outcomeOf, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
 import type { AgentStats } from './stats.ts';
 
 /** Default `/commands/run` timeout, in seconds. */
@@ -40,13 +40,9 @@ export class CommandRunner {
         maxOutputBytes: this.#deps.config.maxOutputBytes,
       })
       .finally(() => end?.());
-    const timeoutNotice = `Command timed out after ${timeoutMs / 1000}s`;
-    const error = result.timedOut ? timeoutNotice : result.spawnError;
-    let stderr = result.stderr;
-    if (result.timedOut) stderr = appendLine(stderr, timeoutNotice);
-    else if (result.spawnError !== undefined) stderr = appendLine(stderr, result.spawnError);
+    const { success, stderr, error } = outcomeOf(result, 'Command', timeoutMs);
     return {
-      success: result.exitCode === 0 && !result.timedOut,
+      success,
       stdout: result.stdout,
       stderr,
       exit_code: result.exitCode,

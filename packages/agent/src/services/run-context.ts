@@ -4,6 +4,7 @@ import { type EnvMap, ErrorCode, ServiceError } from '@warren/protocol';
 import type { AgentConfig } from '../config.ts';
 import { buildChildEnv } from './child-env.ts';
 import type { EnvStore } from './env-store.ts';
+import type { ProcessResult } from './process-manager.ts';
 
 /** Longest timeout a request may ask for, in seconds. */
 export const MAX_TIMEOUT_SECONDS = 3600;
@@ -55,4 +56,22 @@ export function secondsOf(ms: number): number {
 export function appendLine(stderr: string, line: string): string {
   if (stderr === '' || stderr.endsWith('\n')) return `${stderr}${line}\n`;
   return `${stderr}\n${line}\n`;
+}
+
+/**
+ * How a finished run failed, for its response: the timeout notice or the
+ * start failure (also appended to stderr), and whether it succeeded.
+ */
+export function outcomeOf(
+  result: Pick<ProcessResult, 'exitCode' | 'timedOut' | 'spawnError' | 'stderr'>,
+  what: 'Execution' | 'Command',
+  timeoutMs: number,
+): { success: boolean; stderr: string; error: string | undefined } {
+  const timeoutNotice = `${what} timed out after ${timeoutMs / 1000}s`;
+  const error = result.timedOut ? timeoutNotice : result.spawnError;
+  return {
+    success: result.exitCode === 0 && !result.timedOut,
+    stderr: error === undefined ? result.stderr : appendLine(result.stderr, error),
+    error,
+  };
 }
