@@ -5,7 +5,7 @@ import { type EnvMap, type ExecuteLanguage, type ExecuteParams, type ExecuteResp
 import { findExecutable } from './executable.ts';
 import type { KernelService } from './kernel.ts';
 import type { ProcessManager } from './process-manager.ts';
-import { outcomeOf, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
+import { noRichOutput, outcomeOf, prepareRun, type RunDeps, secondsOf, timeoutMsOf } from './run-context.ts';
 import type { AgentStats } from './stats.ts';
 
 /** Default `/execute` timeout, in seconds. */
@@ -146,13 +146,7 @@ export class CodeExecutor {
         execution_time: secondsOf(result.durationMs),
         timestamp: rfc3339(),
         language: params.language,
-        png: null,
-        html: null,
-        json: null,
-        svg: null,
-        markdown: null,
-        result: null,
-        rich_outputs: [],
+        ...noRichOutput(),
         stdout_truncated: result.stdoutTruncated,
         stderr_truncated: result.stderrTruncated,
         timed_out: result.timedOut,

@@ -6,7 +6,7 @@ import { findExecutable } from './executable.ts';
 import { LineSplitter } from './line-splitter.ts';
 import type { ManagedProcess, ProcessManager } from './process-manager.ts';
 import { TIMEOUT_EXIT_CODE } from './process-manager.ts';
-import { appendLine, type RunContext, type RunDeps, secondsOf } from './run-context.ts';
+import { appendLine, noRichOutput, type RunContext, type RunDeps, secondsOf } from './run-context.ts';
 
 /** How long a kernel may take to start before the start counts as failed. */
 const KERNEL_START_TIMEOUT_MS = 90_000;
@@ -417,13 +417,7 @@ function emptyResponse(started: number): ExecuteResponse {
     execution_time: secondsOf(performance.now() - started),
     timestamp: rfc3339(),
     language: 'python',
-    png: null,
-    html: null,
-    json: null,
-    svg: null,
-    markdown: null,
-    result: null,
-    rich_outputs: [],
+    ...noRichOutput(),
     stdout_truncated: false,
     stderr_truncated: false,
     timed_out: false,

@@ -75,3 +75,16 @@ export function outcomeOf(
     error,
   };
 }
+
+/** The rich-output fields of an execution result that produced none (a fresh array each call). */
+export function noRichOutput(): {
+  png: null;
+  html: null;
+  json: null;
+  svg: null;
+  markdown: null;
+  result: null;
+  rich_outputs: [];
+} {
+  return { png: null, html: null, json: null, svg: null, markdown: null, result: null, rich_outputs: [] };
+}
