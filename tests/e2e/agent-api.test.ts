@@ -143,7 +143,7 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
 
   it('bounds a print flood: truncated, timed out, and the agent RSS stays bounded', async () => {
     const rss: number[] = [(await snapshot(sb)).agent.rss_bytes];
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 6; round++) {
       const raw = await rawAgent(sb).post(
         '/execute',
         { code: "while True: print('x' * 1000)", language: 'python', timeout: 3, workdir: '/workspace' },
@@ -162,15 +162,18 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
     }
     const mib = rss.map((b) => (b / MiB).toFixed(1));
     console.log(
-      `agent RSS (MiB): ${mib[0]} before; ${mib.slice(1).join(', ')} after each of 3 rounds of ` +
+      `agent RSS (MiB): ${mib[0]} before; ${mib.slice(1).join(', ')} after each of 6 rounds of ` +
         'a 3 s kernel print flood (4 MiB kept) plus a 3 s `yes` command flood (4 MiB kept)',
     );
     const first = rss[0] ?? 0;
-    const last = rss.at(-1) ?? 0;
-    const afterFirstRound = rss[1] ?? 0;
-    expect(last - first).toBeLessThan(96 * MiB);
-    // Bounded, not leaking: later rounds do not keep adding what the first one took.
-    expect(last - afterFirstRound).toBeLessThan(32 * MiB);
+    // Bounded after every round, not just the last.
+    for (const sample of rss) expect(sample - first).toBeLessThan(96 * MiB);
+    // Not leaking: later rounds do not keep adding what the first ones took. A single sample
+    // swings by ±30 MiB with when V8 frees the flood's read buffers, so compare the lowest
+    // sample of the last three rounds with the lowest of the first three (garbage only adds).
+    const early = Math.min(...rss.slice(1, 4));
+    const late = Math.min(...rss.slice(4, 7));
+    expect(late - early).toBeLessThan(32 * MiB);
     expect((await sb.runCode('print("alive")')).stdout).toBe('alive\n');
   });
 
