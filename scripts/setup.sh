@@ -12,7 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages the server needs on the host.
-packages=(crun mmdebstrap nftables iproute2 util-linux mount patchelf gcc libc6-dev ca-certificates)
+# tmux, docker-registry, skopeo, umoci and busybox-static are for the test suite (terminal CLI
+# tests, a local OCI registry and test images); the server itself does not call them.
+packages=(crun mmdebstrap nftables iproute2 util-linux mount patchelf gcc libc6-dev ca-certificates
+  tmux docker-registry skopeo umoci busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
