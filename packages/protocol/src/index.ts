@@ -63,3 +63,35 @@ export {
 export { agentErrorBody, controlErrorBody, ErrorCode, errorStatus, rfc3339, ServiceError } from './errors.ts';
 export type { SandboxTokenClaims, TokenCheck } from './token.ts';
 export { deriveSandboxKey, peekSandboxToken, signSandboxToken, verifySandboxToken } from './token.ts';
+export type { BuildRequest, BuildStatus, BuildStep, ReadyCheck } from './templates.ts';
+export {
+  BuildRequestError,
+  buildRequestSchema,
+  buildStatuses,
+  filesHashSchema,
+  MAX_BUILD_STEPS,
+  normalizeBuildRequest,
+  normalizeReadyCheck,
+  readyCheckSchema,
+  uploadLinkRequestSchema,
+} from './templates.ts';
+export type { CreatedSandbox, ErrorEnvelope, SandboxObject, SandboxStatus, TemplateObject } from './control.ts';
+export {
+  createdSandboxSchema,
+  deletedResponseSchema,
+  errorEnvelopeSchema,
+  listEnvelopeSchema,
+  previewTokenResponseSchema,
+  sandboxObjectSchema,
+  sandboxResourcesSchema,
+  sandboxStatuses,
+  templateBuildLogsSchema,
+  templateBuildResponseSchema,
+  templateBuildStatusSchema,
+  templateObjectSchema,
+  templateResourcesSchema,
+  templateStatuses,
+  timeoutResponseSchema,
+  tokenRefreshResponseSchema,
+  uploadLinkResponseSchema,
+} from './control.ts';
