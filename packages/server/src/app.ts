@@ -3,6 +3,7 @@ import { controlErrorBody, ErrorCode, rfc3339, ServiceError } from '@warren/prot
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { type ControlDeps, controlRoutes } from './routes/control.ts';
+import { keyRoutes } from './routes/keys.ts';
 import { previewRoutes } from './routes/previews.ts';
 import type { PreviewService } from './services/previews.ts';
 import type { Logger } from './services/sandboxes.ts';
@@ -61,6 +62,7 @@ export function createApp(
   );
 
   app.route('/v1', controlRoutes(deps));
+  app.route('/v1', keyRoutes({ store: deps.store }));
   if (deps.previews) app.route('/v1', previewRoutes({ ...deps, previews: deps.previews }));
 
   app.notFound((c) => {

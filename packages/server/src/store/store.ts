@@ -142,6 +142,27 @@ function toTemplate(r: RawTemplate): TemplateRow {
   };
 }
 
+interface RawApiKey {
+  id: string;
+  key_hash: string;
+  name: string;
+  max_sandboxes: number | null;
+  created_at: number;
+}
+
+function toApiKey(r: RawApiKey): ApiKeyRow {
+  return { id: r.id, keyHash: r.key_hash, name: r.name, maxSandboxes: r.max_sandboxes, createdAt: r.created_at };
+}
+
+/** Prefix of a revoked key's stored hash: a SHA-256 hex digest never starts with it. */
+const REVOKED_PREFIX = 'revoked:';
+
+/**
+ * SQL condition of a key that can authenticate: its stored hash is a SHA-256
+ * hex digest. Internal keys (`pool:…`, `build:…`) and revoked keys never are.
+ */
+const USABLE_KEY = "length(key_hash) = 64 AND key_hash NOT GLOB '*[^0-9a-f]*'";
+
 /** Thrown when no free network address slot is left. */
 export class AddressesExhaustedError extends Error {}
 
@@ -173,15 +194,46 @@ export class Store {
   }
 
   findApiKeyByHash(keyHash: string): ApiKeyRow | undefined {
-    const r = this.db.prepare('SELECT * FROM api_keys WHERE key_hash = ?').get(keyHash) as
-      | { id: string; key_hash: string; name: string; max_sandboxes: number | null; created_at: number }
-      | undefined;
-    return r && { id: r.id, keyHash: r.key_hash, name: r.name, maxSandboxes: r.max_sandboxes, createdAt: r.created_at };
+    const r = this.db.prepare('SELECT * FROM api_keys WHERE key_hash = ?').get(keyHash) as RawApiKey | undefined;
+    return r && toApiKey(r);
   }
 
-  /** API keys that can authenticate (the internal warm-pool key cannot). */
+  /** API keys that can authenticate (internal and revoked keys cannot). */
   countApiKeys(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys WHERE id != ?').get(POOL_KEY_ID) as { n: number }).n;
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM api_keys WHERE ${USABLE_KEY}`).get() as { n: number }).n;
+  }
+
+  /** Keys that can authenticate, oldest first (internal and revoked keys are left out). */
+  listApiKeys(): ApiKeyRow[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM api_keys WHERE ${USABLE_KEY} ORDER BY created_at, id`)
+      .all() as RawApiKey[];
+    return rows.map(toApiKey);
+  }
+
+  /** A key that can authenticate, by id. */
+  getApiKey(id: string): ApiKeyRow | undefined {
+    const r = this.db.prepare(`SELECT * FROM api_keys WHERE id = ? AND ${USABLE_KEY}`).get(id) as RawApiKey | undefined;
+    return r && toApiKey(r);
+  }
+
+  /**
+   * Revokes a key unless it holds live sandboxes, in one transaction. The row
+   * stays (its sandboxes' history refers to it); its hash is replaced by one
+   * no presented key can ever hash to.
+   */
+  revokeApiKey(
+    id: string,
+  ): { ok: true } | { ok: false; reason: 'not_found' } | { ok: false; reason: 'live'; live: number } {
+    return this.db.transaction(() => {
+      if (!this.getApiKey(id)) return { ok: false as const, reason: 'not_found' as const };
+      const live = this.countLive(id);
+      if (live > 0) return { ok: false as const, reason: 'live' as const, live };
+      this.db
+        .prepare(`UPDATE api_keys SET key_hash = '${REVOKED_PREFIX}' || id || ':' || key_hash WHERE id = ?`)
+        .run(id);
+      return { ok: true as const };
+    })();
   }
 
   // Templates
