@@ -1,0 +1,405 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { commandResponseSchema, fileListResponseSchema, fileReadResponseSchema } from '@warren/protocol';
+import { z } from 'zod';
+import { requestOptions } from './client.ts';
+import { StreamError, WarrenError } from './errors.ts';
+import type { AgentLink } from './internal/agent.ts';
+import type { RequestOptions } from './internal/http.ts';
+import type { FrameStream } from './internal/ws.ts';
+
+/** A file or directory in the sandbox. */
+export interface FileInfo {
+  name: string;
+  /** Absolute path in the sandbox. */
+  path: string;
+  /** Size in bytes. */
+  size: number;
+  isDir: boolean;
+  isSymlink: boolean;
+  modifiedAt: Date;
+  /** Like `-rw-r--r--`. */
+  permissions: string;
+  /** Octal mode, like `0644`. */
+  mode: string;
+}
+
+/** A change `watch()` reports. */
+export interface FileChange {
+  /** What happened. */
+  event: 'created' | 'modified' | 'deleted' | 'renamed';
+  /** Absolute path in the sandbox. */
+  path: string;
+  /** For `renamed`: the path before. */
+  oldPath: string | undefined;
+  isDir: boolean;
+  timestamp: Date;
+}
+
+/** Data `write` accepts: text, bytes, or a stream of bytes (streamed, never held whole). */
+export type WriteData = string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+
+/** Options of {@link Files.read}. */
+export interface ReadOptions<F extends 'text' | 'bytes' | 'stream'> extends RequestOptions {
+  /** How to return the content. @default 'text' */
+  format?: F;
+}
+
+/** Bytes per upload request. The agent reads a multipart body whole (up to 64 MiB), so larger uploads go in parts. */
+export const UPLOAD_PART_BYTES = 32 * 1024 * 1024;
+
+/** Byte arrays up to this size are written as base64 JSON; larger ones are uploaded. */
+const INLINE_WRITE_BYTES = 4 * 1024 * 1024;
+
+const existsSchema = z.looseObject({ exists: z.boolean() });
+const okSchema = z.looseObject({});
+const uploadSchema = z.looseObject({ path: z.string(), size: z.number() });
+const changeSchema = z.looseObject({
+  type: z.literal('change'),
+  path: z.string(),
+  event: z.enum(['created', 'modified', 'deleted', 'renamed']),
+  is_dir: z.boolean().optional(),
+  old_path: z.string().optional(),
+  timestamp: z.string().optional(),
+});
+
+/** Pulls bytes from an async source in pieces of at most `n` bytes, keeping what is left over. */
+class ByteSource {
+  readonly #it: AsyncIterator<Uint8Array>;
+  #left: Uint8Array | undefined;
+  #ended = false;
+
+  constructor(source: AsyncIterable<Uint8Array>) {
+    this.#it = source[Symbol.asyncIterator]();
+  }
+
+  get ended(): boolean {
+    return this.#ended && this.#left === undefined;
+  }
+
+  /** Whether more bytes follow (reads ahead one chunk). */
+  async more(): Promise<boolean> {
+    if (this.#left !== undefined) return true;
+    if (this.#ended) return false;
+    const r = await this.#it.next();
+    if (r.done) {
+      this.#ended = true;
+      return false;
+    }
+    this.#left = r.value;
+    return true;
+  }
+
+  /** A stream of the next `n` bytes (fewer at the end of the source). */
+  take(n: number): ReadableStream<Uint8Array> {
+    let remaining = n;
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        if (remaining === 0 || !(await this.more())) return controller.close();
+        const chunk = this.#left as Uint8Array;
+        if (chunk.byteLength <= remaining) {
+          this.#left = undefined;
+          remaining -= chunk.byteLength;
+          controller.enqueue(chunk);
+        } else {
+          this.#left = chunk.subarray(remaining);
+          controller.enqueue(chunk.subarray(0, remaining));
+          remaining = 0;
+        }
+        if (remaining === 0) controller.close();
+      },
+      cancel: async () => {
+        await this.#it.return?.();
+      },
+    });
+  }
+}
+
+/** A multipart/form-data body with parts `path` and `file`, streamed from `content`. */
+function multipart(
+  path: string,
+  content: ReadableStream<Uint8Array>,
+): { body: ReadableStream<Uint8Array>; type: string } {
+  const boundary = `warren-${randomBytes(12).toString('hex')}`;
+  const enc = new TextEncoder();
+  const name = posix.basename(path).replace(/["\r\n\\]/g, '_') || 'file';
+  const head = enc.encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${path}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
+      'Content-Type: application/octet-stream\r\n\r\n',
+  );
+  const tail = enc.encode(`\r\n--${boundary}--\r\n`);
+  const reader = content.getReader();
+  let stage: 'head' | 'body' | 'done' = 'head';
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (stage === 'head') {
+        stage = 'body';
+        controller.enqueue(head);
+        return;
+      }
+      if (stage === 'done') return;
+      const r = await reader.read();
+      if (r.done) {
+        stage = 'done';
+        controller.enqueue(tail);
+        controller.close();
+        return;
+      }
+      controller.enqueue(r.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  return { body, type: `multipart/form-data; boundary=${boundary}` };
+}
+
+function toAsyncIterable(data: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  if (Symbol.asyncIterator in data) return data as AsyncIterable<Uint8Array>;
+  return Readable.fromWeb(data as unknown as WebReadableStream<Uint8Array>) as AsyncIterable<Uint8Array>;
+}
+
+/**
+ * A live stream of file changes. Iterate it; `close()`, leaving the iteration
+ * or aborting `signal` stops watching.
+ */
+export class FileWatch implements AsyncIterable<FileChange> {
+  readonly #frames: FrameStream;
+
+  /** @internal */
+  constructor(frames: FrameStream) {
+    this.#frames = frames;
+  }
+
+  /** Stops watching. */
+  close(): void {
+    this.#frames.close();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<FileChange> {
+    for await (const frame of this.#frames) {
+      if (frame.type === 'error') {
+        throw new StreamError(String(frame.error ?? 'watch failed'), frame.code as string | undefined);
+      }
+      const c = changeSchema.safeParse(frame);
+      if (!c.success) continue;
+      yield {
+        event: c.data.event,
+        path: c.data.path,
+        oldPath: c.data.old_path,
+        isDir: c.data.is_dir ?? false,
+        timestamp: c.data.timestamp ? new Date(c.data.timestamp) : new Date(),
+      };
+    }
+  }
+}
+
+/** Reads, writes and watches files in the sandbox (paths under `/workspace` or `/tmp`). */
+export class Files {
+  readonly #agent: AgentLink;
+
+  /** @internal */
+  constructor(agent: AgentLink) {
+    this.#agent = agent;
+  }
+
+  /**
+   * Reads a file as text (default), bytes, or a stream of bytes.
+   * @throws {FileNotFoundError} when it does not exist.
+   * @example
+   * const text = await sandbox.files.read('/workspace/out.txt');
+   * const png = await sandbox.files.read('/workspace/plot.png', { format: 'bytes' });
+   */
+  async read(path: string, options?: ReadOptions<'text'>): Promise<string>;
+  async read(path: string, options: ReadOptions<'bytes'>): Promise<Uint8Array>;
+  async read(path: string, options: ReadOptions<'stream'>): Promise<ReadableStream<Uint8Array>>;
+  async read(
+    path: string,
+    options: ReadOptions<'text' | 'bytes' | 'stream'> = {},
+  ): Promise<string | Uint8Array | ReadableStream<Uint8Array>> {
+    const format = options.format ?? 'text';
+    if (format === 'text') {
+      const r = await this.#agent.http.json(
+        { method: 'GET', path: '/files/read', query: { path }, ...requestOptions(options) },
+        fileReadResponseSchema,
+      );
+      return r.content;
+    }
+    const res = await this.#agent.http.send({
+      method: 'GET',
+      path: '/files/download',
+      query: { path },
+      ...requestOptions(options),
+    });
+    if (format === 'bytes') return new Uint8Array(await res.arrayBuffer());
+    if (!res.body) return new ReadableStream({ start: (c) => c.close() });
+    return res.body;
+  }
+
+  /**
+   * Writes a file (parent directories are created). Text and small byte arrays
+   * go in one request; streams and large byte arrays are uploaded in streamed parts.
+   * @returns the absolute path written.
+   */
+  async write(path: string, data: WriteData, options: RequestOptions = {}): Promise<{ path: string; size: number }> {
+    if (typeof data === 'string' || (data instanceof Uint8Array && data.byteLength <= INLINE_WRITE_BYTES)) {
+      const body =
+        typeof data === 'string'
+          ? { path, content: data, overwrite: true }
+          : {
+              path,
+              content: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'),
+              encoding: 'base64',
+              overwrite: true,
+            };
+      const r = await this.#agent.http.json(
+        { method: 'POST', path: '/files/write', json: body, idempotent: true, ...requestOptions(options) },
+        uploadSchema,
+      );
+      return { path: r.path, size: r.size };
+    }
+    const source = data instanceof Uint8Array ? [data] : toAsyncIterable(data);
+    return this.#uploadStream(path, source as AsyncIterable<Uint8Array>, options);
+  }
+
+  /**
+   * Uploads a local file, streamed from disk (never held in memory whole).
+   * @example await sandbox.files.upload('./data.csv', '/workspace/data.csv');
+   */
+  async upload(
+    localPath: string,
+    remotePath: string,
+    options: RequestOptions = {},
+  ): Promise<{ path: string; size: number }> {
+    return this.#uploadStream(remotePath, createReadStream(localPath, { highWaterMark: 256 * 1024 }), options);
+  }
+
+  /**
+   * Downloads a file to a local path, streamed to disk.
+   * @returns the number of bytes written.
+   * @example await sandbox.files.download('/workspace/plot.png', './plot.png');
+   */
+  async download(remotePath: string, localPath: string, options: RequestOptions = {}): Promise<number> {
+    const stream = await this.read(remotePath, { ...options, format: 'stream' });
+    let size = 0;
+    const counted = Readable.fromWeb(stream as unknown as WebReadableStream<Uint8Array>).on('data', (c: Buffer) => {
+      size += c.byteLength;
+    });
+    await pipeline(counted, createWriteStream(localPath), options.signal ? { signal: options.signal } : {});
+    return size;
+  }
+
+  async #uploadStream(
+    path: string,
+    source: AsyncIterable<Uint8Array>,
+    options: RequestOptions,
+  ): Promise<{ path: string; size: number }> {
+    const bytes = new ByteSource(source);
+    const first = await this.#uploadPart(path, bytes.take(UPLOAD_PART_BYTES), options);
+    let size = first.size;
+    const dest = first.path;
+    while (await bytes.more()) {
+      const part = posix.join(
+        posix.dirname(dest),
+        `.${posix.basename(dest)}.warren-part-${randomBytes(6).toString('hex')}`,
+      );
+      const uploaded = await this.#uploadPart(part, bytes.take(UPLOAD_PART_BYTES), options);
+      const r = await this.#agent.http.json(
+        {
+          method: 'POST',
+          path: '/commands/run',
+          json: {
+            command: '/bin/sh',
+            args: ['-c', 'cat -- "$1" >> "$2" && rm -f -- "$1"', 'sh', uploaded.path, dest],
+            timeout: 600,
+          },
+          ...requestOptions(options),
+          maxRetries: 0,
+        },
+        commandResponseSchema,
+      );
+      if (r.exit_code !== 0) throw new WarrenError(`Appending an upload part to ${dest} failed: ${r.stderr.trim()}`);
+      size += uploaded.size;
+    }
+    return { path: dest, size };
+  }
+
+  async #uploadPart(
+    path: string,
+    content: ReadableStream<Uint8Array>,
+    options: RequestOptions,
+  ): Promise<{ path: string; size: number }> {
+    const { body, type } = multipart(path, content);
+    const r = await this.#agent.http.json(
+      {
+        method: 'POST',
+        path: '/files/upload',
+        body,
+        headers: { 'content-type': type },
+        ...requestOptions(options),
+        timeoutMs: options.timeoutMs ?? 600_000,
+      },
+      uploadSchema,
+    );
+    return { path: r.path, size: r.size };
+  }
+
+  /** Lists a directory. @default path '/workspace' */
+  async list(path = '/workspace', options: RequestOptions = {}): Promise<FileInfo[]> {
+    const r = await this.#agent.http.json(
+      { method: 'GET', path: '/files/list', query: { path }, ...requestOptions(options) },
+      fileListResponseSchema,
+    );
+    return r.files.map((f) => ({
+      name: f.name,
+      path: f.path,
+      size: f.size,
+      isDir: f.is_dir,
+      isSymlink: f.is_symlink,
+      modifiedAt: new Date(f.modified),
+      permissions: f.permissions,
+      mode: f.mode,
+    }));
+  }
+
+  /** Whether a file or directory exists. */
+  async exists(path: string, options: RequestOptions = {}): Promise<boolean> {
+    const r = await this.#agent.http.json(
+      { method: 'GET', path: '/files/exists', query: { path }, ...requestOptions(options) },
+      existsSchema,
+    );
+    return r.exists;
+  }
+
+  /**
+   * Removes a file or a directory tree.
+   * @throws {FileNotFoundError} when it does not exist.
+   */
+  async remove(path: string, options: RequestOptions = {}): Promise<void> {
+    await this.#agent.http.json(
+      { method: 'DELETE', path: '/files/remove', query: { path }, ...requestOptions(options) },
+      okSchema,
+    );
+  }
+
+  /** Creates a directory and its parents (like `mkdir -p`). */
+  async makeDir(path: string, options: RequestOptions = {}): Promise<void> {
+    await this.#agent.http.json(
+      { method: 'POST', path: '/files/mkdir', json: { path }, idempotent: true, ...requestOptions(options) },
+      okSchema,
+    );
+  }
+
+  /**
+   * Watches a directory tree for changes.
+   * @example
+   * for await (const change of await sandbox.files.watch('/workspace')) console.log(change.event, change.path);
+   */
+  async watch(path = '/workspace', options: RequestOptions = {}): Promise<FileWatch> {
+    const frames = await this.#agent.stream('/files/watch', [{ action: 'watch', path }], requestOptions(options));
+    return new FileWatch(frames);
+  }
+}
