@@ -303,6 +303,11 @@ export class Sandbox implements AsyncDisposable {
     } while (cursor !== undefined);
   }
 
+  /** The sandbox's agent token, for calling its agent or {@link Sandbox.getHost} URLs yourself (`Authorization: Bearer`). */
+  get accessToken(): string {
+    return this.#token;
+  }
+
   /** What the server last reported (refreshed by `getInfo`, `pause`, `resume`, `setTimeout`). */
   get info(): SandboxInfo {
     return this.#info;
