@@ -1,2 +1,6 @@
-#!/usr/bin/env -S node --import tsx
-import '../src/main.ts';
+#!/usr/bin/env node
+// Runs the TypeScript sources through tsx, resolved from this file (any working directory works).
+import { register } from 'tsx/esm/api';
+
+register();
+await import('../src/main.ts');

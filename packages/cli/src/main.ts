@@ -1,30 +1,29 @@
-import { Command } from 'commander';
-import { CLIAPIError, type GlobalOptions } from './client.ts';
-import { registerCreate } from './commands/create.ts';
-import { registerExec } from './commands/exec.ts';
-import { registerList } from './commands/list.ts';
-import { registerRemove } from './commands/remove.ts';
-import { registerTemplates } from './commands/templates.ts';
+import { CommanderError } from 'commander';
+import { CLIError, describeError } from './errors.ts';
+import { buildProgram } from './program.ts';
 
-const program = new Command('warren')
-  .description('Warren sandboxes from the command line')
-  .option('--url <url>', 'server URL', process.env.WARREN_URL ?? 'http://127.0.0.1:8080')
-  .option('--api-key <key>', 'API key (default: $WARREN_API_KEY)', process.env.WARREN_API_KEY)
-  .option('--debug', 'show stack traces');
-
-const globals = (): GlobalOptions => program.opts<GlobalOptions>();
-registerCreate(program, globals);
-registerList(program, globals);
-registerExec(program, globals);
-registerRemove(program, globals);
-registerTemplates(program, globals);
-
-program.parseAsync().catch((err: unknown) => {
-  if (err instanceof CLIAPIError) {
-    process.stderr.write(`${err.message} (${err.code}${err.requestId ? `, ${err.requestId}` : ''})\n`);
-  } else {
-    process.stderr.write(`${(err as Error).message}\n`);
-  }
-  if (globals().debug) process.stderr.write(`${(err as Error).stack}\n`);
-  process.exitCode = 1;
+// A closed pipe (`warren sandbox ls | head`) ends output quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
 });
+
+const { program, ctx } = buildProgram();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander printed the message or the help already.
+    process.exitCode = err.exitCode;
+  } else {
+    process.stderr.write(`error: ${describeError(err)}\n`);
+    let debug = false;
+    try {
+      debug = ctx.debug();
+    } catch {
+      // options not parsed
+    }
+    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof CLIError ? err.exitCode : 1;
+  }
+}
