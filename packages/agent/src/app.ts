@@ -21,6 +21,7 @@ import { CommandRunner } from './services/command-runner.ts';
 import { EnvStore } from './services/env-store.ts';
 import { FileService } from './services/file-service.ts';
 import { KernelService } from './services/kernel.ts';
+import { StartCommand } from './services/start-command.ts';
 import { SystemMetrics } from './services/metrics.ts';
 import { PathGuard } from './services/path-guard.ts';
 import { ProcessManager } from './services/process-manager.ts';
@@ -74,6 +75,15 @@ export function createAgent(config: AgentConfig, options: CreateAppOptions = {})
     guard,
     kernel,
     jobs: new BackgroundJobs(runDeps),
+    startCommand: new StartCommand({
+      command: config.startCmd,
+      readyCheck: config.readyCheck,
+      workdir: config.workdir,
+      templateEnv: config.templateEnv,
+      envStore,
+      processes,
+      log,
+    }),
     stats,
     metrics: new SystemMetrics(config.cgroupRoot),
     log,

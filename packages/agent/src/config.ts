@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { reservedEnvPrefix } from '@warren/protocol';
+import { normalizedReadyCheckSchema, type ReadyCheck, reservedEnvPrefix } from '@warren/protocol';
 import { z } from 'zod';
 
 /** Where the agent listens: a unix socket, or TCP for development and tests. */
@@ -20,6 +20,10 @@ export interface AgentConfig {
   readonly fileRoots: readonly string[];
   /** Default working directory of executions and commands. @default '/workspace' */
   readonly workdir: string;
+  /** The template's start command, run once at agent start with no timeout. */
+  readonly startCmd: string | null;
+  /** Readiness check of the start command. */
+  readonly readyCheck: ReadyCheck | null;
   /** Output kept per stream per execution; the rest is dropped. @default 4 MiB */
   readonly maxOutputBytes: number;
   /** Largest request body accepted. @default 64 MiB */
@@ -86,6 +90,19 @@ const envSchema = z.object({
   WARREN_AGENT_MAX_OUTPUT_BYTES: byteCount(4 * MiB),
   WARREN_AGENT_MAX_BODY_BYTES: byteCount(64 * MiB),
   WARREN_TEMPLATE_ENV: templateEnvSchema.optional(),
+  WARREN_START_CMD: z.string().optional(),
+  WARREN_READY_CHECK: z
+    .string()
+    .transform((s, ctx) => {
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(normalizedReadyCheckSchema)
+    .optional(),
   WARREN_AGENT_BACKGROUND_OUTPUT_BYTES: byteCount(256 * 1024),
   WARREN_AGENT_PROCESS_HISTORY: z.coerce.number().int().min(1).max(10_000).default(100),
   WARREN_AGENT_KERNEL_BRIDGE: absolutePath.default(DEFAULT_KERNEL_BRIDGE),
@@ -129,6 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     listen: Object.freeze(listen),
     fileRoots: Object.freeze([...new Set(e.WARREN_AGENT_FILE_ROOTS)]),
     workdir: e.WARREN_AGENT_WORKDIR,
+    startCmd: e.WARREN_START_CMD ?? null,
+    readyCheck: e.WARREN_READY_CHECK ?? null,
     maxOutputBytes: e.WARREN_AGENT_MAX_OUTPUT_BYTES,
     maxBodyBytes: e.WARREN_AGENT_MAX_BODY_BYTES,
     templateEnv: Object.freeze({ ...(e.WARREN_TEMPLATE_ENV ?? {}) }),

@@ -8,6 +8,7 @@ import type { KernelService } from './services/kernel.ts';
 import type { SystemMetrics } from './services/metrics.ts';
 import type { PathGuard } from './services/path-guard.ts';
 import type { ProcessManager } from './services/process-manager.ts';
+import type { StartCommand } from './services/start-command.ts';
 import type { AgentStats } from './services/stats.ts';
 
 /** Everything the routes and WebSocket endpoints use, built once per agent by `createAgent`. */
@@ -22,6 +23,7 @@ export interface AgentDeps {
   guard: PathGuard;
   kernel: KernelService;
   jobs: BackgroundJobs;
+  startCommand: StartCommand;
   stats: AgentStats;
   metrics: SystemMetrics;
   log: (line: string) => void;

@@ -66,6 +66,8 @@ async function main(): Promise<void> {
   log(`${AGENT_NAME} ${AGENT_VERSION} for sandbox ${config.sandboxId} listening on ${where}`);
   // A warm kernel makes the first python run fast; without ipykernel this only finds that out.
   agent.deps.kernel.warmUp();
+  // The template's start command (a web server, say); the server waits for its readiness check.
+  agent.deps.startCommand.start();
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -71,6 +71,7 @@ export {
   filesHashSchema,
   MAX_BUILD_STEPS,
   normalizeBuildRequest,
+  normalizedReadyCheckSchema,
   normalizeReadyCheck,
   readyCheckSchema,
   uploadLinkRequestSchema,

@@ -5,8 +5,10 @@ import { bodyLimit } from 'hono/body-limit';
 import { type ControlDeps, controlRoutes } from './routes/control.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { previewRoutes } from './routes/previews.ts';
+import { templateBuildRoutes, uploadRoutes } from './routes/template-builds.ts';
 import type { PreviewService } from './services/previews.ts';
 import type { Logger } from './services/sandboxes.ts';
+import type { TemplateBuildService } from './services/template-builds.ts';
 
 export const VERSION = '0.1.0';
 const startedAt = Date.now();
@@ -31,7 +33,12 @@ export function errorResponse(err: unknown, requestId: string, log: Logger): Res
 export type AppEnv = { Variables: { requestId: string } };
 
 export function createApp(
-  deps: ControlDeps & { log: Logger; maxBodyBytes: number; previews?: PreviewService },
+  deps: ControlDeps & {
+    log: Logger;
+    maxBodyBytes: number;
+    previews?: PreviewService;
+    templateBuilds?: TemplateBuildService;
+  },
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
@@ -41,6 +48,8 @@ export function createApp(
     await next();
     c.res.headers.set('x-request-id', requestId);
   });
+  // Build-context uploads: their own credential (the signed link) and size limit, so before the API key and body limit.
+  if (deps.templateBuilds) app.route('/v1', uploadRoutes({ store: deps.store, builds: deps.templateBuilds }));
   app.use(
     '*',
     bodyLimit({
@@ -64,6 +73,7 @@ export function createApp(
   app.route('/v1', controlRoutes(deps));
   app.route('/v1', keyRoutes({ store: deps.store }));
   if (deps.previews) app.route('/v1', previewRoutes({ ...deps, previews: deps.previews }));
+  if (deps.templateBuilds) app.route('/v1', templateBuildRoutes({ store: deps.store, builds: deps.templateBuilds }));
 
   app.notFound((c) => {
     throw new ServiceError(ErrorCode.NOT_FOUND, `No route for ${c.req.method} ${c.req.path}`);

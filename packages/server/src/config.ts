@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { z } from 'zod';
 
 const schema = z.object({
@@ -48,6 +49,23 @@ const schema = z.object({
   WARREN_PREVIEW_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(256),
   /** Comma-separated built-in templates to build at start (default: all). */
   WARREN_TEMPLATES: z.string().default('base,code-interpreter'),
+  /** Largest build-context upload (`PUT` of an upload link), in bytes. */
+  WARREN_BUILD_UPLOAD_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 ** 3),
+  /** Limit of one RUN step of a template build, in seconds (at most 3600, the agent's own cap). */
+  WARREN_BUILD_STEP_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(3600).default(1800),
+  /** Limit of a whole template build, in seconds. */
+  WARREN_BUILD_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(7200),
+  WARREN_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
+  /** Registry short image names (`python:3.11`) are pulled from; `none` = short names are not pulled. */
+  WARREN_IMAGE_DEFAULT_REGISTRY: z.string().default('docker.io'),
+  /** Registries (`host[:port]`, comma-separated) reached over plain HTTP; loopback ones always are. */
+  WARREN_IMAGE_INSECURE_REGISTRIES: z.string().default(''),
+  /** Directory `oci:`, `oci-archive:` and `docker-archive:` base images are read from (default `<data dir>/images`). */
+  WARREN_IMAGE_IMPORT_DIR: z.string().optional(),
 });
 
 export type Config = Readonly<{
@@ -73,6 +91,13 @@ export type Config = Readonly<{
   asyncMaxPerSandbox: number;
   previewMaxConnections: number;
   templates: readonly string[];
+  buildUploadMaxBytes: number;
+  buildStepTimeoutMs: number;
+  buildTimeoutMs: number;
+  buildConcurrency: number;
+  imageDefaultRegistry: string | null;
+  imageInsecureRegistries: readonly string[];
+  imageImportDir: string;
 }>;
 
 /**
@@ -113,5 +138,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     templates: e.WARREN_TEMPLATES.split(',')
       .map((s) => s.trim())
       .filter(Boolean),
+    buildUploadMaxBytes: e.WARREN_BUILD_UPLOAD_MAX_BYTES,
+    buildStepTimeoutMs: e.WARREN_BUILD_STEP_TIMEOUT_SECONDS * 1000,
+    buildTimeoutMs: e.WARREN_BUILD_TIMEOUT_SECONDS * 1000,
+    buildConcurrency: e.WARREN_BUILD_CONCURRENCY,
+    imageDefaultRegistry: e.WARREN_IMAGE_DEFAULT_REGISTRY === 'none' ? null : e.WARREN_IMAGE_DEFAULT_REGISTRY,
+    imageInsecureRegistries: e.WARREN_IMAGE_INSECURE_REGISTRIES.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    imageImportDir: e.WARREN_IMAGE_IMPORT_DIR ?? join(e.WARREN_DATA_DIR, 'images'),
   });
 }

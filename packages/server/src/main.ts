@@ -13,6 +13,7 @@ import { bootstrapApiKey } from './services/auth.ts';
 import { parsePoolSizes, WarmPool } from './services/pool.ts';
 import { PreviewService } from './services/previews.ts';
 import { type Logger, SandboxService } from './services/sandboxes.ts';
+import { TemplateBuildService } from './services/template-builds.ts';
 import { ensureBuiltinTemplates } from './services/templates.ts';
 import { TokenService } from './services/tokens.ts';
 import { ASYNC_DEFAULTS, AsyncExecutionService, parseAllowList } from './services/webhooks.ts';
@@ -68,9 +69,31 @@ async function main(): Promise<void> {
   });
   await mkdir(join(config.dataDir, 'sandboxes'), { recursive: true });
   await chmod(join(config.dataDir, 'sandboxes'), 0o711);
+  let publicHost = config.publicURL ?? '';
   const sandboxes = new SandboxService({ store, driver, tokens, log, maxSandboxesPerKey: config.maxSandboxesPerKey });
   const reconciled = await sandboxes.reconcile();
   log.info(`reconciled sandboxes: ${reconciled.adopted} adopted, ${reconciled.cleaned} cleaned`);
+  const templateBuilds = new TemplateBuildService({
+    store,
+    driver,
+    tokens,
+    log,
+    cacheDir: config.cacheDir,
+    dataDir: config.dataDir,
+    publicURL: () => publicHost,
+    uploadMaxBytes: config.buildUploadMaxBytes,
+    stepTimeoutMs: config.buildStepTimeoutMs,
+    buildTimeoutMs: config.buildTimeoutMs,
+    maxConcurrentBuilds: config.buildConcurrency,
+    image: {
+      cacheDir: join(config.cacheDir, 'images'),
+      defaultRegistry: config.imageDefaultRegistry,
+      insecureRegistries: config.imageInsecureRegistries,
+      archiveDir: config.imageImportDir,
+    },
+  });
+  const interrupted = templateBuilds.recover();
+  if (interrupted > 0) log.warn(`${interrupted} template build(s) were interrupted by a restart and marked failed`);
   const pool = new WarmPool({ store, sandboxes, log, sizesByName: parsePoolSizes(config.pool, config.templates) });
 
   // Expiry lives in the store, so a restarted server reaps on time too.
@@ -86,7 +109,6 @@ async function main(): Promise<void> {
       });
   }, 200);
 
-  let publicHost = config.publicURL ?? '';
   const previews = new PreviewService(store, { domain: config.domain, publicHost: () => publicHost });
   const app = createApp({
     store,
@@ -96,6 +118,7 @@ async function main(): Promise<void> {
     log,
     maxBodyBytes: config.maxBodyBytes,
     previews,
+    templateBuilds,
   });
   const server = createGatewayServer({
     app,
@@ -145,6 +168,7 @@ async function main(): Promise<void> {
     server.close();
     server.closeAllConnections();
     await pool.stop();
+    await templateBuilds.stop();
     if (config.stopSandboxesOnExit) await sandboxes.deleteAll();
     store.db.close();
     process.exitCode = 0;

@@ -22,6 +22,9 @@ export function features(deps: AgentDeps): Record<string, unknown> {
     // null while the agent is still finding out whether the template has ipykernel.
     kernel_available: deps.kernel.available ?? null,
     kernel_state: deps.kernel.state,
+    // The template's start command: none, starting, ready or failed (the server waits for ready).
+    start_command: deps.startCommand.state,
+    start_command_error: deps.startCommand.error,
     system_metrics: true,
     port_tunnel: true,
     result_cache: false,

@@ -60,7 +60,7 @@ export function templateView(t: TemplateRow): Record<string, unknown> {
     is_active: t.status === 'active',
     is_public: t.isPublic,
     status: t.status,
-    build_id: null,
+    build_id: t.kind === 'user' ? t.id : null,
     organization_id: null,
     created_at: rfc3339(t.createdAt),
     updated_at: rfc3339(t.updatedAt),

@@ -3,6 +3,8 @@
  * sandboxes, whatever isolates them (containers now, microVMs later).
  */
 
+import type { ReadyCheck } from '@warren/protocol';
+
 export interface SandboxResources {
   vcpu: number;
   memoryMiB: number;
@@ -12,7 +14,10 @@ export interface SandboxResources {
 
 export interface BootSpec {
   sandboxId: string;
-  /** Read-only root filesystem of the template (lower layer). */
+  /**
+   * Read-only root filesystem of the template: one directory, or several
+   * layers joined by `:` (top first, overlay `lowerdir` order).
+   */
   templateRootfs: string;
   resources: SandboxResources;
   templateEnv: Record<string, string>;
@@ -22,6 +27,10 @@ export interface BootSpec {
   addressIndex: number;
   /** Hex key the agent verifies this sandbox's tokens with. */
   agentTokenKeyHex: string;
+  /** The template's start command, started by the agent at boot. */
+  startCmd?: string | null;
+  /** Readiness check of the start command. */
+  readyCheck?: ReadyCheck | null;
 }
 
 export interface Driver {
@@ -37,6 +46,8 @@ export interface Driver {
   resume(sandboxId: string): Promise<void>;
   /** Grants or revokes a sandbox's network egress. */
   setInternetAccess(addressIndex: number, allowed: boolean): Promise<void>;
+  /** Host directory of the sandbox's writable layer (what a template build step keeps). */
+  writableLayer(sandboxId: string): string;
   /** Host path of the unix socket the sandbox's agent listens on. */
   agentSocket(sandboxId: string): string;
   /** Ids of sandboxes the runtime knows, with whether their process is alive. */

@@ -28,6 +28,14 @@ export interface Logger {
   error(msg: string): void;
 }
 
+/** The `/health` features the server waits on. */
+interface AgentFeatures {
+  kernel_available?: boolean | null;
+  kernel_state?: string;
+  start_command?: 'none' | 'starting' | 'ready' | 'failed';
+  start_command_error?: string | null;
+}
+
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
 /** A sandbox id: `sb` + 14 lowercase letters/digits (a valid hostname label and crun id). */
@@ -91,9 +99,12 @@ export class SandboxService {
     });
   }
 
-  /** Boots a sandbox whose row exists (in `creating` or a pool boot), with its template. */
-  private boot(row: SandboxRow, template: TemplateRow, internetAccess: boolean): Promise<void> {
-    return this.driver.boot({
+  /**
+   * Boots a sandbox whose row exists (in `creating` or a pool boot), with its
+   * template; with a start command, resolves only once its readiness check passed.
+   */
+  private async boot(row: SandboxRow, template: TemplateRow, internetAccess: boolean): Promise<void> {
+    await this.driver.boot({
       sandboxId: row.id,
       templateRootfs: template.rootfsDir!,
       resources: template.resources,
@@ -102,7 +113,19 @@ export class SandboxService {
       internetAccess,
       addressIndex: row.addressIndex,
       agentTokenKeyHex: this.tokens.sandboxKey(row.id).toString('hex'),
+      startCmd: template.startCmd,
+      readyCheck: template.readyCheck,
     });
+    if (template.startCmd === null) return;
+    try {
+      await this.waitForAgent(row.id, (f) => f.start_command === 'ready' || f.start_command === 'none', {
+        timeoutMs: (template.readyCheck?.timeoutMs ?? 0) + 10_000,
+        what: 'start command readiness check',
+      });
+    } catch (err) {
+      await this.driver.destroy(row.id, row.addressIndex);
+      throw err;
+    }
   }
 
   /** Applies the per-sandbox env vars to the agent's global env. */
@@ -215,16 +238,32 @@ export class SandboxService {
    * Waits until the agent's Python kernel is warm (idle), or the agent has
    * found the template has none, so a claimed pool sandbox runs python at once.
    */
-  private async waitForKernel(id: string, timeoutMs = 60_000): Promise<void> {
+  private waitForKernel(id: string): Promise<void> {
+    return this.waitForAgent(
+      id,
+      (f) => f.kernel_available === false || (f.kernel_available === true && f.kernel_state === 'idle'),
+      { timeoutMs: 60_000, what: 'python kernel warm-up' },
+    );
+  }
+
+  /** Polls the agent's `/health` features until `done` holds; a failed start command fails at once. */
+  private async waitForAgent(
+    id: string,
+    done: (features: AgentFeatures) => boolean,
+    options: { timeoutMs: number; what: string },
+  ): Promise<void> {
     const token = this.tokens.issue(id, 300).token;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + options.timeoutMs;
     while (Date.now() < deadline) {
       const res = await agentRequest(this.driver.agentSocket(id), token, 'GET', '/health');
-      const f = (res.body as { features?: { kernel_available?: boolean | null; kernel_state?: string } }).features;
-      if (f?.kernel_available === false || (f?.kernel_available === true && f.kernel_state === 'idle')) return;
-      await new Promise((r) => setTimeout(r, 50));
+      const f = (res.body as { features?: AgentFeatures }).features ?? {};
+      if (f.start_command === 'failed') {
+        throw new Error(`sandbox ${id}: start command failed: ${f.start_command_error ?? 'unknown error'}`);
+      }
+      if (done(f)) return;
+      await new Promise((r) => setTimeout(r, 20));
     }
-    throw new Error(`sandbox ${id}: python kernel not warm within ${timeoutMs} ms`);
+    throw new Error(`sandbox ${id}: ${options.what} did not finish within ${options.timeoutMs} ms`);
   }
 
   /** A sandbox owned by `key` that is not deleted. @throws ServiceError SANDBOX_NOT_FOUND ("Sandbox … not found"). */

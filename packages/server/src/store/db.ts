@@ -60,6 +60,22 @@ const MIGRATIONS: readonly string[] = [
   DROP INDEX sandboxes_live_address;
   CREATE UNIQUE INDEX sandboxes_live_address ON sandboxes(address_index) WHERE status NOT IN ('deleted', 'error');
   `,
+  `
+  -- Template builds (PROTOCOL §5.6): user templates, their start command and readiness check, build progress.
+  INSERT INTO api_keys (id, key_hash, name, max_sandboxes, created_at)
+    VALUES ('key_build', 'build:' || lower(hex(randomblob(32))), 'template builds (internal, cannot authenticate)', NULL, 0);
+  ALTER TABLE templates ADD COLUMN kind TEXT NOT NULL DEFAULT 'builtin';
+  ALTER TABLE templates ADD COLUMN api_key_id TEXT;
+  ALTER TABLE templates ADD COLUMN start_cmd TEXT;
+  ALTER TABLE templates ADD COLUMN ready_json TEXT;
+  ALTER TABLE templates ADD COLUMN user_name TEXT;
+  ALTER TABLE templates ADD COLUMN build_started_at INTEGER;
+  ALTER TABLE templates ADD COLUMN build_completed_at INTEGER;
+  ALTER TABLE templates ADD COLUMN build_progress INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE templates ADD COLUMN build_step TEXT;
+  ALTER TABLE templates ADD COLUMN build_error TEXT;
+  ALTER TABLE templates ADD COLUMN deleted_at INTEGER;
+  `,
 ];
 
 export type DB = Database.Database;

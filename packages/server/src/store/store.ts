@@ -1,3 +1,4 @@
+import type { ReadyCheck } from '@warren/protocol';
 import type { DB } from './db.ts';
 
 /**
@@ -8,6 +9,10 @@ export type SandboxStatus = 'creating' | 'running' | 'paused' | 'stopped' | 'err
 
 /** The internal API key warm-pool sandboxes belong to until claimed. */
 export const POOL_KEY_ID = 'key_pool';
+/** The internal API key template-build sandboxes belong to. */
+export const BUILD_KEY_ID = 'key_build';
+/** Internal keys: they own sandboxes but can never authenticate. */
+export const INTERNAL_KEY_IDS: readonly string[] = [POOL_KEY_ID, BUILD_KEY_ID];
 
 export interface SandboxRow {
   seq: number;
@@ -52,6 +57,31 @@ export interface TemplateRow {
   features: string[];
   createdAt: number;
   updatedAt: number;
+  /** `builtin` (Debian recipe, shipped) or `user` (built through the build API). */
+  kind: TemplateKind;
+  /** Key that built a user template. */
+  apiKeyId: string | null;
+  /** Command started at every boot of a sandbox of this template. */
+  startCmd: string | null;
+  /** Readiness check a sandbox passes before it is handed out. */
+  readyCheck: ReadyCheck | null;
+  /** The image's default user (recorded from USER; commands still run as root). */
+  userName: string | null;
+  build: TemplateBuildState;
+  deletedAt: number | null;
+}
+
+export type TemplateKind = 'builtin' | 'user';
+
+/** Progress of a template's latest build. */
+export interface TemplateBuildState {
+  startedAt: number | null;
+  completedAt: number | null;
+  /** 0–100. */
+  progress: number;
+  /** The step being built, e.g. `3/5 RUN pip install flask`. */
+  step: string | null;
+  error: string | null;
 }
 
 export interface ApiKeyRow {
@@ -98,6 +128,17 @@ interface RawTemplate {
   features_json: string;
   created_at: number;
   updated_at: number;
+  kind: TemplateKind;
+  api_key_id: string | null;
+  start_cmd: string | null;
+  ready_json: string | null;
+  user_name: string | null;
+  build_started_at: number | null;
+  build_completed_at: number | null;
+  build_progress: number;
+  build_step: string | null;
+  build_error: string | null;
+  deleted_at: number | null;
 }
 
 function toSandbox(r: RawSandbox): SandboxRow {
@@ -139,6 +180,19 @@ function toTemplate(r: RawTemplate): TemplateRow {
     features: JSON.parse(r.features_json) as string[],
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    kind: r.kind,
+    apiKeyId: r.api_key_id,
+    startCmd: r.start_cmd,
+    readyCheck: r.ready_json === null ? null : (JSON.parse(r.ready_json) as ReadyCheck),
+    userName: r.user_name,
+    build: {
+      startedAt: r.build_started_at,
+      completedAt: r.build_completed_at,
+      progress: r.build_progress,
+      step: r.build_step,
+      error: r.build_error,
+    },
+    deletedAt: r.deleted_at,
   };
 }
 
@@ -238,7 +292,22 @@ export class Store {
 
   // Templates
 
-  upsertTemplate(t: Omit<TemplateRow, 'id' | 'createdAt' | 'updatedAt'> & { id?: string }): TemplateRow {
+  /** Inserts or updates a built-in template's row (by name). */
+  upsertTemplate(
+    t: Omit<
+      TemplateRow,
+      | 'id'
+      | 'createdAt'
+      | 'updatedAt'
+      | 'kind'
+      | 'apiKeyId'
+      | 'startCmd'
+      | 'readyCheck'
+      | 'userName'
+      | 'build'
+      | 'deletedAt'
+    > & { id?: string },
+  ): TemplateRow {
     const now = Date.now();
     const existing = this.findTemplate(t.name);
     const id = existing?.id ?? t.id ?? this.nextTemplateId();
@@ -279,16 +348,148 @@ export class Store {
     return String((r.n ?? 0) + 1);
   }
 
-  /** Finds a template by id or by name. */
+  /** Finds a template (not deleted) by id or by name. */
   findTemplate(nameOrId: string): TemplateRow | undefined {
     const r = this.db
-      .prepare('SELECT * FROM templates WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1')
+      .prepare('SELECT * FROM templates WHERE (id = ? OR name = ?) AND deleted_at IS NULL ORDER BY id = ? DESC LIMIT 1')
       .get(nameOrId, nameOrId, nameOrId) as RawTemplate | undefined;
     return r && toTemplate(r);
   }
 
+  /** A template by id, deleted ones included (sandboxes of a deleted template keep running). */
+  getTemplateById(id: string): TemplateRow | undefined {
+    const r = this.db.prepare('SELECT * FROM templates WHERE id = ?').get(id) as RawTemplate | undefined;
+    return r && toTemplate(r);
+  }
+
+  /**
+   * Starts a user template's build: inserts the row (or, with `replace`,
+   * resets an existing user template's build state, keeping its active
+   * rootfs until the new one is ready). Returns undefined when the name is
+   * taken and `replace` is false, or taken by a built-in template.
+   */
+  beginUserTemplateBuild(t: {
+    name: string;
+    apiKeyId: string;
+    resources: TemplateResources;
+    startCmd: string | null;
+    readyCheck: ReadyCheck | null;
+    replace: boolean;
+  }): TemplateRow | undefined {
+    return this.db.transaction(() => {
+      const now = Date.now();
+      const existing = this.findTemplate(t.name);
+      if (existing && (existing.kind !== 'user' || !t.replace)) return undefined;
+      const id = existing?.id ?? this.nextTemplateId();
+      if (!existing) {
+        this.db
+          .prepare(
+            `INSERT INTO templates (id, name, display_name, description, category, language, status, is_public,
+               resources_json, env_json, workdir, features_json, created_at, updated_at, kind, api_key_id)
+             VALUES (?, ?, ?, '', 'custom', 'python', 'building', 0, ?, '{}', '/workspace', '[]', ?, ?, 'user', ?)`,
+          )
+          .run(id, t.name, t.name, JSON.stringify(t.resources), now, now, t.apiKeyId);
+      }
+      this.db
+        .prepare(
+          `UPDATE templates SET status = CASE WHEN rootfs_dir IS NULL THEN 'building' ELSE status END,
+             build_started_at = ?, build_completed_at = NULL, build_progress = 0, build_step = NULL, build_error = NULL,
+             updated_at = ? WHERE id = ?`,
+        )
+        .run(now, now, id);
+      // A rebuild's resources and start command take effect when it succeeds (finishUserTemplateBuild).
+      return this.getTemplateById(id);
+    })();
+  }
+
+  /** Records build progress. */
+  setBuildProgress(id: string, progress: number, step: string | null): void {
+    this.db
+      .prepare('UPDATE templates SET build_progress = ?, build_step = ?, updated_at = ? WHERE id = ?')
+      .run(progress, step, Date.now(), id);
+  }
+
+  /** Activates a finished build: the template now boots from `rootfsDir` with this metadata. */
+  finishUserTemplateBuild(
+    id: string,
+    r: {
+      rootfsDir: string;
+      contentHash: string;
+      resources: TemplateResources;
+      env: Record<string, string>;
+      workdir: string;
+      userName: string | null;
+      startCmd: string | null;
+      readyCheck: ReadyCheck | null;
+      language: string;
+      features: string[];
+    },
+  ): void {
+    const now = Date.now();
+    this.db
+      .prepare(
+        `UPDATE templates SET status = 'active', rootfs_dir = ?, content_hash = ?, resources_json = ?, env_json = ?,
+           workdir = ?, user_name = ?, start_cmd = ?, ready_json = ?, language = ?, features_json = ?,
+           build_progress = 100, build_step = NULL, build_completed_at = ?, updated_at = ?
+         WHERE id = ? AND deleted_at IS NULL`,
+      )
+      .run(
+        r.rootfsDir,
+        r.contentHash,
+        JSON.stringify(r.resources),
+        JSON.stringify(r.env),
+        r.workdir,
+        r.userName,
+        r.startCmd,
+        r.readyCheck === null ? null : JSON.stringify(r.readyCheck),
+        r.language,
+        JSON.stringify(r.features),
+        now,
+        now,
+        id,
+      );
+  }
+
+  /** Marks a build failed; a template that was active before the rebuild stays active on its old rootfs. */
+  failUserTemplateBuild(id: string, error: string): void {
+    const now = Date.now();
+    this.db
+      .prepare(
+        `UPDATE templates SET status = CASE WHEN rootfs_dir IS NULL THEN 'failed' ELSE status END, build_error = ?,
+           build_step = NULL, build_completed_at = ?, updated_at = ? WHERE id = ?`,
+      )
+      .run(error, now, now, id);
+  }
+
+  /** User templates whose build was running (used at startup: a restart ends every build). */
+  buildingUserTemplates(): TemplateRow[] {
+    const rows = this.db
+      .prepare(
+        "SELECT * FROM templates WHERE kind = 'user' AND deleted_at IS NULL AND build_started_at IS NOT NULL AND build_completed_at IS NULL",
+      )
+      .all() as RawTemplate[];
+    return rows.map(toTemplate);
+  }
+
+  /**
+   * Deletes a user template: the row stays as a tombstone (sandboxes refer to
+   * it) under a name no request can use, so the name is free again.
+   */
+  deleteUserTemplate(id: string): boolean {
+    const now = Date.now();
+    const r = this.db
+      .prepare(
+        `UPDATE templates SET deleted_at = ?, status = 'archived', name = name || '~deleted-' || id, updated_at = ?
+         WHERE id = ? AND kind = 'user' AND deleted_at IS NULL`,
+      )
+      .run(now, now, id);
+    return r.changes === 1;
+  }
+
   listTemplates(filter: { category?: string; language?: string } = {}): TemplateRow[] {
-    const rows = this.db.prepare('SELECT * FROM templates ORDER BY CAST(id AS INTEGER)').all() as RawTemplate[];
+    const rows = this.db
+      .prepare('SELECT * FROM templates WHERE deleted_at IS NULL ORDER BY CAST(id AS INTEGER)')
+      .all() as RawTemplate[];
     return rows
       .map(toTemplate)
       .filter(

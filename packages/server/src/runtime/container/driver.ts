@@ -87,6 +87,10 @@ export class ContainerDriver implements Driver {
     return `wv${addressIndex}`;
   }
 
+  writableLayer(sandboxId: string): string {
+    return join(this.dir(sandboxId), 'upper');
+  }
+
   agentSocket(sandboxId: string): string {
     return join(this.dir(sandboxId), 'run', 'agent.sock');
   }
@@ -108,6 +112,8 @@ export class ContainerDriver implements Driver {
         runDir,
         agentTokenKeyHex: spec.agentTokenKeyHex,
         templateEnv: spec.templateEnv,
+        startCmd: spec.startCmd ?? null,
+        readyCheck: spec.readyCheck ?? null,
         workdir: spec.workdir,
         memoryMiB: spec.resources.memoryMiB,
         vcpu: spec.resources.vcpu,

@@ -2,6 +2,7 @@
  * Builds the OCI runtime spec (config.json) crun runs for one sandbox.
  */
 
+import type { ReadyCheck } from '@warren/protocol';
 import { SANDBOX_ID_RANGE, SANDBOX_ID_SHIFT } from '../../templates/builder.ts';
 import { RUNTIME_BUNDLE_MOUNT as BUNDLE_MOUNT } from '../bundle.ts';
 
@@ -23,6 +24,9 @@ export interface SandboxSpecInput {
   agentTokenKeyHex: string;
   /** Template env, passed to the agent as the base env of every child. */
   templateEnv: Record<string, string>;
+  /** The template's start command and its readiness check, run by the agent. */
+  startCmd?: string | null;
+  readyCheck?: ReadyCheck | null;
   workdir: string;
   memoryMiB: number;
   vcpu: number;
@@ -145,6 +149,8 @@ export function buildSandboxSpec(input: SandboxSpecInput): Record<string, unknow
         `WARREN_AGENT_SOCKET=${AGENT_SOCKET_IN_SANDBOX}`,
         `WARREN_AGENT_WORKDIR=${input.workdir}`,
         `WARREN_TEMPLATE_ENV=${JSON.stringify(input.templateEnv)}`,
+        ...(input.startCmd ? [`WARREN_START_CMD=${input.startCmd}`] : []),
+        ...(input.startCmd && input.readyCheck ? [`WARREN_READY_CHECK=${JSON.stringify(input.readyCheck)}`] : []),
       ],
       cwd: '/',
       capabilities: {
