@@ -93,6 +93,8 @@ export interface TestRegistry {
   readonly tokenRequests: () => number;
   /** Everything the registry printed. */
   readonly output: () => string;
+  /** The registry's storage root (blobs under `docker/registry/v2/blobs/sha256/<2>/<hex>/data`). */
+  readonly storageDir: string;
   /** Stops the registry (and token service) and removes its storage. */
   stop(): Promise<void>;
 }
@@ -164,6 +166,7 @@ export async function startRegistry(options: { auth?: RegistryAuth } = {}): Prom
       credentials: { username: TEST_REGISTRY_USER, password: TEST_REGISTRY_PASSWORD },
       tokenRequests: () => tokenRequests,
       output: () => output,
+      storageDir: join(dir, 'data'),
       stop,
     };
   } catch (err) {
@@ -373,14 +376,15 @@ export async function buildTestImages(dir: string): Promise<TestImages> {
   return { layout, tags: { single: 'single', multi: 'multi' } };
 }
 
-/** Copies `layout:tag` to `docker://<dest>` (plain http), with `credentials` when given. */
+/** Copies `layout:tag` to `docker://<dest>` (plain http), with `credentials` when given; `all` copies every image of an index. */
 export async function pushImage(
   layout: string,
   tag: string,
   dest: string,
-  options: { credentials?: { username: string; password: string } } = {},
+  options: { credentials?: { username: string; password: string }; all?: boolean } = {},
 ): Promise<void> {
   const args = ['copy', '--quiet', '--dest-tls-verify=false'];
+  if (options.all) args.push('--all');
   if (options.credentials) args.push('--dest-creds', `${options.credentials.username}:${options.credentials.password}`);
   args.push(`oci:${layout}:${tag}`, `docker://${dest}`);
   await run('skopeo', args);
@@ -496,4 +500,45 @@ export async function appendRawLayer(layout: string, fromTag: string, toTag: str
     annotations: { 'org.opencontainers.image.ref.name': toTag },
   });
   await writeFile(indexPath, JSON.stringify(index));
+}
+
+/**
+ * Tags `toTag` in the layout as an OCI index of the images tagged in
+ * `platforms` (`{ 'linux/amd64': 'single', … }`).
+ */
+export async function writeIndex(layout: string, toTag: string, platforms: Record<string, string>): Promise<string> {
+  const indexPath = join(layout, 'index.json');
+  const index = JSON.parse(await readFile(indexPath, 'utf8')) as {
+    manifests: Array<{ mediaType: string; digest: string; size: number; annotations?: Record<string, string> }>;
+  };
+  const manifests = Object.entries(platforms).map(([platform, tag]) => {
+    const entry = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+    if (!entry) throw new Error(`no ${tag} in ${layout}`);
+    const [os, architecture] = platform.split('/');
+    return { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, platform: { os, architecture } };
+  });
+  const data = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }),
+  );
+  const hex = createHash('sha256').update(data).digest('hex');
+  await writeFile(join(layout, 'blobs/sha256', hex), data);
+  index.manifests = index.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] !== toTag);
+  index.manifests.push({
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    digest: `sha256:${hex}`,
+    size: data.length,
+    annotations: { 'org.opencontainers.image.ref.name': toTag },
+  });
+  await writeFile(indexPath, JSON.stringify(index));
+  return `sha256:${hex}`;
+}
+
+/** `sha256:` digest of the manifest tagged `tag` in the layout. */
+export async function manifestDigest(layout: string, tag: string): Promise<string> {
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+  };
+  const entry = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  if (!entry) throw new Error(`no ${tag} in ${layout}`);
+  return entry.digest;
 }

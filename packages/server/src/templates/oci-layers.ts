@@ -29,7 +29,6 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { SANDBOX_ID_RANGE } from './builder.ts';
 import { ImageError, ImageErrorCode } from './oci-errors.ts';
@@ -106,7 +105,7 @@ export async function applyLayer(
   source: AsyncIterable<Uint8Array>,
   options: ApplyLayerOptions,
 ): Promise<AppliedLayer> {
-  const { head, rest } = await peek(source, 4);
+  const { head, rest, drain } = await peek(source, 4);
   const diffHash = createHash('sha256');
   let uncompressedBytes = 0;
   const counted = async function* (input: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
@@ -127,14 +126,38 @@ export async function applyLayer(
       );
     }
     if (head.subarray(0, 2).equals(GZIP_MAGIC)) {
-      await pipeline(Readable.from(rest), createGunzip(), async (decompressed: AsyncIterable<Buffer>) => {
-        await applier.applyAll(counted(decompressed));
-      });
+      // Errors of the source (a digest mismatch) win over what they cause downstream (broken gzip).
+      let sourceFailure: unknown;
+      const recorded = async function* () {
+        try {
+          yield* rest;
+        } catch (err) {
+          sourceFailure = err;
+          throw err;
+        }
+      };
+      const input = Readable.from(recorded());
+      const gunzip = createGunzip();
+      input.on('error', (err) => gunzip.destroy(err));
+      input.pipe(gunzip);
+      try {
+        await applier.applyAll(counted(gunzip));
+      } catch (err) {
+        throw sourceFailure ?? err;
+      } finally {
+        input.destroy();
+        gunzip.destroy();
+      }
     } else {
       await applier.applyAll(counted(rest));
     }
   } catch (err) {
     if (err instanceof ImageError || options.signal?.aborted) throw err;
+    // Data that is not valid gzip or tar may simply be the wrong bytes: read the rest so
+    // that a digest check on the source reports a mismatch instead.
+    await drain().catch((drainErr: unknown) => {
+      if (drainErr instanceof ImageError && drainErr.code === ImageErrorCode.DIGEST_MISMATCH) throw drainErr;
+    });
     if (err instanceof TarFormatError) {
       throw new ImageError(ImageErrorCode.INVALID_IMAGE, `layer ${options.label} is not a valid tar: ${err.message}`, {
         cause: err,
@@ -157,11 +180,14 @@ export async function applyLayer(
   return { diffId: `sha256:${diffHash.digest('hex')}`, entries: applier.entries, uncompressedBytes };
 }
 
-/** The first `n` bytes of a stream (fewer if it is shorter) and the whole stream again. */
+/**
+ * The first `n` bytes of a stream (fewer if it is shorter), the whole stream
+ * again as `rest`, and `drain` to read whatever `rest`'s reader left unread.
+ */
 async function peek(
   source: AsyncIterable<Uint8Array>,
   n: number,
-): Promise<{ head: Buffer; rest: AsyncIterable<Uint8Array> }> {
+): Promise<{ head: Buffer; rest: AsyncIterable<Uint8Array>; drain: () => Promise<void> }> {
   const iterator = source[Symbol.asyncIterator]();
   const taken: Uint8Array[] = [];
   let length = 0;
@@ -178,14 +204,19 @@ async function peek(
   const head = Buffer.concat(taken);
   const rest = (async function* () {
     yield* taken;
-    if (done) return;
-    for (;;) {
+    while (!done) {
       const next = await iterator.next();
-      if (next.done) return;
-      yield next.value;
+      if (next.done) done = true;
+      else yield next.value;
     }
   })();
-  return { head, rest };
+  const drain = async () => {
+    while (!done) {
+      const next = await iterator.next();
+      if (next.done) done = true;
+    }
+  };
+  return { head, rest, drain };
 }
 
 function short(digest: string): string {
@@ -369,6 +400,10 @@ class LayerApplier {
   }
 
   private async whiteout(parentParts: readonly string[], base: string): Promise<void> {
+    const name = base.slice('.wh.'.length);
+    if (name === '' || name === '.' || name === '..') {
+      throw new ImageError(ImageErrorCode.PATH_ESCAPE, `layer whiteout ${JSON.stringify(base)} names no entry`);
+    }
     const dir = await this.resolveDir(parentParts, false);
     if (dir === undefined) return;
     if (base === '.wh..wh..opq') {
@@ -376,10 +411,6 @@ class LayerApplier {
       return;
     }
     if (base.startsWith('.wh..wh.')) return; // other AUFS metadata (hard link directories)
-    const name = base.slice('.wh.'.length);
-    if (name === '' || name === '.' || name === '..') {
-      throw new ImageError(ImageErrorCode.PATH_ESCAPE, `layer whiteout ${JSON.stringify(base)} names no entry`);
-    }
     await rm(this.path([...dir, name]), { recursive: true, force: true });
   }
 
