@@ -64,6 +64,16 @@ export class CommandHandle implements AsyncIterable<OutputEvent>, PromiseLike<Co
     return this.wait().then(onfulfilled, onrejected);
   }
 
+  /** Like `Promise.prototype.catch` on {@link CommandHandle.wait}. */
+  catch<T = never>(onrejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<CommandResult | T> {
+    return this.wait().catch(onrejected);
+  }
+
+  /** Like `Promise.prototype.finally` on {@link CommandHandle.wait}. */
+  finally(onfinally?: (() => void) | null): Promise<CommandResult> {
+    return this.wait().finally(onfinally);
+  }
+
   /** Kills the command (its whole process group); `wait()` then reports `killed: true`. */
   async kill(): Promise<void> {
     (await this.#run).kill();

@@ -274,7 +274,7 @@ export class Files {
     remotePath: string,
     options: RequestOptions = {},
   ): Promise<{ path: string; size: number }> {
-    return this.#uploadStream(remotePath, createReadStream(localPath, { highWaterMark: 256 * 1024 }), options);
+    return this.#uploadStream(remotePath, createReadStream(localPath, { highWaterMark: 64 * 1024 }), options);
   }
 
   /**

@@ -7,6 +7,7 @@ import {
   AuthenticationError,
   InvalidResponseError,
 } from '../errors.ts';
+import { streamingFetch } from './node-fetch.ts';
 
 /** A request body `fetch` accepts. */
 export type RequestBody = NonNullable<RequestInit['body']>;
@@ -128,6 +129,7 @@ export class HTTPClient {
   readonly baseURL: string;
   readonly #auth: Auth;
   readonly #fetch: Fetch;
+  readonly #streamFetch: Fetch;
   readonly #maxRetries: number;
   readonly #timeoutMs: number;
   readonly #sleep: (ms: number, signal: AbortSignal | undefined) => Promise<void>;
@@ -136,6 +138,8 @@ export class HTTPClient {
     this.baseURL = options.baseURL.replace(/\/+$/, '');
     this.#auth = options.auth;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    // Streamed bodies go over node:http unless a fetch was injected (see streamingFetch).
+    this.#streamFetch = options.fetch ?? streamingFetch;
     this.#maxRetries = options.maxRetries ?? 2;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#sleep = options.sleep ?? abortableSleep;
@@ -226,7 +230,8 @@ export class HTTPClient {
     if (body !== undefined) init.body = body;
     if (isStreamBody(body)) init.duplex = 'half';
     try {
-      const res = await this.#fetch(this.url(req.path, req.query), init);
+      const send = isStreamBody(body) ? this.#streamFetch : this.#fetch;
+      const res = await send(this.url(req.path, req.query), init);
       return res;
     } catch (err) {
       req.signal?.removeEventListener('abort', onUserAbort);
