@@ -47,6 +47,8 @@ export async function startServer(
     ...(options.apiKey ? { WARREN_API_KEY: options.apiKey } : {}),
     // Warm-pool sandboxes are never listed, so only the server can remove them when a test server stops.
     WARREN_STOP_SANDBOXES_ON_EXIT: 'true',
+    // Tests never reach a public registry: short image names go straight to Warren's Debian-built equivalents.
+    WARREN_IMAGE_DEFAULT_REGISTRY: 'none',
     ...options.env,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'packages/server/src/main.ts'], {

@@ -7,12 +7,14 @@
  * template, polled by offset.
  */
 
+import { execFile } from 'node:child_process';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { appendFile, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { type BuildRequest, type BuildStep, ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
 import { agentRequest } from '../internal/agent-client.ts';
 import { MAX_ADDRESS_INDEX } from '../runtime/container/network.ts';
@@ -27,6 +29,8 @@ import type { ImageOptions } from '../templates/oci.ts';
 import type { Logger } from './sandboxes.ts';
 import { newSandboxId } from './sandboxes.ts';
 import type { TokenService } from './tokens.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** Largest log chunk one `logs?offset=` answer returns. */
 const MAX_LOG_CHUNK = 1024 * 1024;
@@ -323,7 +327,7 @@ export class TemplateBuildService {
             await this.layers.create(key, { step: describeStep(step) }, (dir) =>
               step.kind === 'COPY'
                 ? this.copyStep(step, dir, state.layers).then(() => undefined)
-                : this.runStep(row, req, step.command, state, controller.signal, log),
+                : this.runStep(row, req, step.command, state, dir, controller.signal, log),
             );
             await log(`step ${label}: done in ${Date.now() - t0} ms (layer ${key})`);
             builtSteps++;
@@ -409,9 +413,10 @@ export class TemplateBuildService {
     req: BuildRequest,
     command: string,
     state: { layers: string[]; env: Record<string, string>; workdir: string },
+    layerDir: string,
     signal: AbortSignal,
     log: (line: string) => Promise<void>,
-  ): Promise<string> {
+  ): Promise<undefined> {
     const { store, driver, tokens } = this.o;
     const inserted = store.insertSandbox(
       {
@@ -473,7 +478,8 @@ export class TemplateBuildService {
         throw new BuildStepError(`RUN failed with exit status ${body.exit_code}: ${command}`);
       }
       await driver.stop(sb.id, sb.addressIndex);
-      return driver.writableLayer(sb.id);
+      await moveTree(driver.writableLayer(sb.id), layerDir);
+      return undefined;
     } finally {
       // The layer directory was moved out by now (or the step failed): remove the rest.
       store.transition(sb.id, ['creating'], 'deleted');
@@ -562,6 +568,17 @@ export class TemplateBuildService {
     const builds = [...this.running.values()];
     for (const b of builds) b.controller.abort(new Error('the server is shutting down'));
     await Promise.all(builds.map((b) => b.done));
+  }
+}
+
+/** Moves a directory tree (within a filesystem by rename, across filesystems by `cp -a`, keeping xattrs). */
+async function moveTree(from: string, to: string): Promise<void> {
+  await rm(to, { recursive: true, force: true });
+  try {
+    await rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    await execFileAsync('cp', ['-a', '--', from, to]);
   }
 }
 
