@@ -68,7 +68,6 @@ class RegistryClient {
   private readonly options: RegistrySourceOptions;
   private readonly baseURL: string;
   private authorization: string | undefined;
-  private authenticated = false;
 
   constructor(ref: ParsedReference, options: RegistrySourceOptions) {
     this.ref = ref;
@@ -81,11 +80,14 @@ class RegistryClient {
     return this.ref.canonical;
   }
 
-  /** GET `/v2/<repository>/<path>`, authenticating once on a 401. */
+  /**
+   * GET `/v2/<repository>/<path>`. A 401 gets one (re-)authentication and a
+   * retry, so a bearer token that expires during a long pull is renewed.
+   */
   async get(path: string, init: { accept?: string; signal: AbortSignal }): Promise<Response> {
     const url = `${this.baseURL}/v2/${this.ref.repository}/${path}`;
     let response = await this.fetchFollowing(url, init, this.authorization);
-    if (response.status === 401 && !this.authenticated) {
+    if (response.status === 401) {
       const challenge = parseChallenge(response.headers.get('www-authenticate') ?? '');
       await response.body?.cancel();
       await this.authenticate(challenge, init.signal);
@@ -157,7 +159,6 @@ class RegistryClient {
   }
 
   private async authenticate(challenge: Challenge | undefined, signal: AbortSignal): Promise<void> {
-    this.authenticated = true;
     const credentials = this.options.credentials;
     const basic = credentials
       ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`
@@ -236,7 +237,13 @@ async function errorDetail(response: Response): Promise<string> {
     const body = await readLimited(response, 'an error response', 64 * 1024);
     const json = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
     const first = json.errors?.[0];
-    if (first) return ` (${[first.code, first.message].filter(Boolean).join(': ')})`;
+    if (first) {
+      const text = [first.code, first.message]
+        .filter(Boolean)
+        .join(': ')
+        .replace(/\p{Cc}/gu, ' ');
+      return ` (${text.length > 200 ? `${text.slice(0, 200)}…` : text})`;
+    }
   } catch {
     // no registry error body
   }

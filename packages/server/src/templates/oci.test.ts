@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -228,6 +229,63 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
     const image = await pullImage(`${open.host}/test/multiarch:1`, { cacheDir: newCache() });
     expect(image.digest).toBe(await manifestDigest(images.layout, 'single'));
     expect(await exists(join(image.rootfs, TEST_IMAGE.removedFile))).toBe(true);
+  });
+
+  it('follows a blob redirect to another origin without sending the credentials there', async () => {
+    // Front (the "registry" the client talks to) relays manifests to the htpasswd registry and redirects
+    // blob requests to a "CDN" on another port, which fetches the blob with its own credentials.
+    const registryAuth = `Basic ${Buffer.from(`${basic.credentials.username}:${basic.credentials.password}`).toString('base64')}`;
+    const cdnAuthHeaders: Array<string | undefined> = [];
+    let frontAuthorized = 0;
+    const relay = async (
+      req: IncomingMessage,
+      res: import('node:http').ServerResponse,
+      authorization: string | undefined,
+    ) => {
+      const upstream = await fetch(`http://${basic.host}${req.url}`, {
+        headers: { ...(authorization ? { authorization } : {}), accept: req.headers.accept ?? '*/*' },
+        signal: AbortSignal.timeout(10_000),
+      });
+      const headers: Record<string, string> = {};
+      for (const name of ['content-type', 'docker-content-digest', 'www-authenticate']) {
+        const value = upstream.headers.get(name);
+        if (value) headers[name] = value;
+      }
+      res.writeHead(upstream.status, headers).end(Buffer.from(await upstream.arrayBuffer()));
+    };
+    const listen = async (server: Server) => {
+      server.listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+      return (server.address() as import('node:net').AddressInfo).port;
+    };
+    const cdn = createServer((req, res) => {
+      cdnAuthHeaders.push(req.headers.authorization);
+      relay(req, res, registryAuth).catch(() => res.writeHead(502).end());
+    });
+    const cdnPort = await listen(cdn);
+    const front = createServer((req, res) => {
+      if (req.headers.authorization) frontAuthorized++;
+      if (req.url?.includes('/blobs/') && req.url.includes('/v2/test/')) {
+        res.writeHead(307, { location: `http://127.0.0.1:${cdnPort}${req.url}` }).end();
+        return;
+      }
+      relay(req, res, req.headers.authorization).catch(() => res.writeHead(502).end());
+    });
+    const frontPort = await listen(front);
+    try {
+      const image = await pullImage(`127.0.0.1:${frontPort}/test/busybox:multi`, {
+        cacheDir: newCache(),
+        credentials: basic.credentials,
+      });
+      await expectMultiRootfs(image);
+      expect(frontAuthorized).toBeGreaterThan(0);
+      // Config and two layers came through the redirect, none of them with the registry credentials.
+      expect(cdnAuthHeaders).toEqual([undefined, undefined, undefined]);
+    } finally {
+      front.closeAllConnections();
+      cdn.closeAllConnections();
+      await Promise.all([new Promise((r) => front.close(r)), new Promise((r) => cdn.close(r))]);
+    }
   });
 
   it('says which image, tag or registry is missing', async () => {
