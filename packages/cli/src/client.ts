@@ -168,12 +168,14 @@ export class AgentClient {
     const url = `${origin.protocol === 'https:' ? 'wss' : 'ws'}://${origin.host}${path}`;
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.#token}` }, perMessageDeflate: false });
     return new Promise((resolve, reject) => {
+      // Set once the upgrade was answered with an HTTP error: that answer is the error to report.
+      let refused = false;
       ws.once('open', () => {
-        ws.removeAllListeners('error');
         ws.removeAllListeners('unexpected-response');
         resolve(ws);
       });
-      ws.once('unexpected-response', (_req, res) => {
+      ws.once('unexpected-response', (req, res) => {
+        refused = true;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -187,10 +189,12 @@ export class AgentClient {
           const headers = new Headers();
           for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
           reject(APIError.from(res.statusCode ?? 0, body, headers));
+          req.destroy();
         });
-        ws.terminate();
       });
-      ws.once('error', (err) => reject(new ConnectionError(origin.origin, err)));
+      ws.on('error', (err) => {
+        if (!refused) reject(new ConnectionError(origin.origin, err));
+      });
     });
   }
 }

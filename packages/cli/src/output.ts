@@ -21,7 +21,7 @@ function width(s: string): number {
 
 /**
  * Renders rows as an aligned table with a header line; cells are padded with
- * spaces, the last column is not. Empty cells show `-`.
+ * spaces, the last column is not. Missing (null/undefined) cells show `-`.
  */
 export function table(
   headers: readonly string[],
@@ -30,7 +30,7 @@ export function table(
   const cells = rows.map((r) =>
     headers.map((_, i) => {
       const v = r[i];
-      return v === null || v === undefined || v === '' ? '-' : String(v).replace(/[\r\n\t]/g, ' ');
+      return v === null || v === undefined ? '-' : String(v).replace(/[\r\n\t]/g, ' ');
     }),
   );
   const widths = headers.map((h, i) => Math.max(width(h), ...cells.map((r) => width(r[i] ?? ''))));

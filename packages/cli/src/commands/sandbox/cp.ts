@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import type { Context } from '../../context.ts';
@@ -75,11 +75,14 @@ async function download(ctx: Context, from: Extract<CopyOperand, { kind: 'remote
   if (!res.body) throw new CLIError('empty answer from the sandbox');
   const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
   let bytes = 0;
-  body.on('data', (c: Buffer) => {
-    bytes += c.length;
+  const count = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      bytes += chunk.length;
+      done(null, chunk);
+    },
   });
   if (to === '-') {
-    await pipeline(body, process.stdout, { end: false });
+    await pipeline(body, count, process.stdout, { end: false });
     return bytes;
   }
   let target = to;
@@ -88,7 +91,7 @@ async function download(ctx: Context, from: Extract<CopyOperand, { kind: 'remote
   // Written next to the target and renamed into place, so a failed copy never leaves half a file.
   const partial = join(dirname(target), `.${basename(target)}.warren-${randomBytes(4).toString('hex')}`);
   try {
-    await pipeline(body, createWriteStream(partial, { flags: 'wx', mode: 0o644 }));
+    await pipeline(body, count, createWriteStream(partial, { flags: 'wx', mode: 0o644 }));
     await rename(partial, target);
   } catch (err) {
     await rm(partial, { force: true });
