@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { Sandbox, Template, TemplateBuildError, waitForPort } from '@hopx-ai/sdk';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cp } from './client.ts';
+import { sandboxCgroups } from './leaks.ts';
 import { buildTestImages, pushImage, startRegistry, type TestRegistry, writeArchive, writeTar } from './oci-fixture.ts';
 
 const ctx = inject('warren');
@@ -94,7 +95,8 @@ async function runIn(id: string, command: string): Promise<{ stdout: string; exi
 
 describe('template builds through the official @hopx-ai/sdk (PROTOCOL §15 step 46–47)', () => {
   let contextDir: string;
-  const name = `webapp-${Date.now().toString(36)}`;
+  const run = Date.now().toString(36);
+  const name = `webapp-${run}`;
   const logs: string[] = [];
   let templateID = '';
   let firstDurationMs = 0;
@@ -103,7 +105,7 @@ describe('template builds through the official @hopx-ai/sdk (PROTOCOL §15 step 
     new Template()
       .fromPythonImage('3.11')
       .copy('app/', '/app/')
-      .runCmd(`echo built > /app/built.txt && ${marker}`)
+      .runCmd(`echo built > /app/built.txt && echo ${run} > /app/run.txt && ${marker}`)
       .setEnv('GREETING', 'hello-template')
       .setWorkdir('/app')
       .setStartCmd('python3 -m http.server 8000', waitForPort(8000));
@@ -164,13 +166,13 @@ describe('template builds through the official @hopx-ai/sdk (PROTOCOL §15 step 
     expect(again.templateID).toBe(templateID);
     const text = rebuildLogs.join('\n');
     expect(text).toMatch(/step 1\/4 COPY app\/ \/app\/: CACHED/);
-    expect(text).toMatch(/step 2\/4 RUN echo built > \/app\/built.txt && true: CACHED/);
+    expect(text).toMatch(/step 2\/4 RUN echo built > \/app\/built.txt .* && true: CACHED/);
     expect(text).toContain('0 layer(s) built, 2 cached');
     const status = await cp<BuildStatus>('GET', `/v1/templates/build/${again.buildID}/status`);
     expect(status.body.build_duration_ms).toBeLessThan(firstDurationMs);
 
     const changedLogs: string[] = [];
-    await Template.build(template('echo changed > /app/changed.txt'), {
+    await Template.build(template(`echo changed-${run} > /app/changed.txt`), {
       name,
       ...opts,
       update: true,
@@ -194,4 +196,236 @@ describe('template builds through the official @hopx-ai/sdk (PROTOCOL §15 step 
     // Built-in templates cannot be deleted.
     expect((await cp('DELETE', '/v1/templates/base')).status).toBe(403);
   });
+});
+
+describe('template build API as the Python SDK sees it', () => {
+  const suffix = Date.now().toString(36);
+  const created: string[] = [];
+
+  afterAll(async () => {
+    for (const id of created) await cp('DELETE', `/v1/templates/${id}`);
+  });
+
+  async function startBuild(body: Record<string, unknown>): Promise<string> {
+    const r = await cp<Record<string, unknown>>('POST', '/v1/templates/build', body);
+    expect(r.status).toBe(201);
+    // Exactly the dataclass's keys, IDs as strings.
+    for (const key of Object.keys(r.body)) expect(BUILD_RESPONSE_KEYS).toContain(key);
+    expect(typeof r.body.build_id).toBe('string');
+    expect(typeof r.body.template_id).toBe('string');
+    expect(r.body.status).toBe('building');
+    expect(typeof r.body.logs_url).toBe('string');
+    created.push(r.body.template_id as string);
+    return r.body.build_id as string;
+  }
+
+  it('a failing RUN step ends the build failed, with the command output in the logs and strict status keys', async () => {
+    const id = await startBuild({
+      name: `fails-${suffix}`,
+      from_image: 'base',
+      steps: [
+        { type: 'ENV', args: ['WHO', 'warren'] },
+        { type: 'RUN', args: ['echo "about to fail as $WHO"; ls /no-such-dir; exit 3'] },
+      ],
+      startCmd: null,
+      readyCmd: null,
+    });
+    const { status, logs } = await waitForBuild(id);
+    for (const key of Object.keys(status)) expect(BUILD_STATUS_KEYS).toContain(key);
+    expect(status).toMatchObject({ build_id: id, template_id: id, status: 'failed' });
+    expect(typeof status.progress).toBe('number');
+    expect(typeof status.started_at).toBe('string');
+    expect(status.error_message).toContain('exit status 3');
+    expect(logs).toContain('about to fail as warren');
+    expect(logs).toContain('/no-such-dir');
+    expect(logs).toContain('ERROR: RUN failed with exit status 3');
+    const t = await cp<{ status: string; is_active: boolean }>('GET', `/v1/templates/${id}`);
+    expect(t.body).toMatchObject({ status: 'failed', is_active: false });
+  }, 120_000);
+
+  it('refuses a taken name without update (409) and a bad request (400)', async () => {
+    const name = `taken-${suffix}`;
+    await startBuild({ name, from_image: 'base', steps: [{ type: 'RUN', args: ['true'] }] });
+    const again = await cp('POST', '/v1/templates/build', { name, from_image: 'base', steps: [] });
+    expect(again.status).toBe(409);
+    expect((await cp('POST', '/v1/templates/build', { name: 'base', from_image: 'base' })).status).toBe(409);
+    expect((await cp('POST', '/v1/templates/build', { name: `x-${suffix}`, steps: [] })).status).toBe(400);
+    const noHash = await cp('POST', '/v1/templates/build', {
+      name: `x-${suffix}`,
+      from_image: 'base',
+      steps: [{ type: 'COPY', args: ['a', '/a'] }],
+    });
+    expect(noHash.status).toBe(400);
+    expect(
+      (await cp('POST', '/v1/templates/files/upload-link', { files_hash: '../x', content_length: 1 })).status,
+    ).toBe(400);
+  }, 120_000);
+
+  it('rejects a COPY tarball with a ../ entry, and an upload without a valid signed link', async () => {
+    const tarGz = gzipSync(
+      writeTar([
+        { path: 'app/ok.txt', content: 'fine\n' },
+        { path: 'app/../../evil.txt', content: 'escaped\n' },
+      ]),
+    );
+    const hash = await upload(tarGz);
+    const id = await startBuild({
+      name: `escape-${suffix}`,
+      from_image: 'base',
+      steps: [{ type: 'COPY', args: ['app/', '/app/'], filesHash: hash }],
+    });
+    const { status, logs } = await waitForBuild(id);
+    expect(status.status).toBe('failed');
+    expect(logs).toMatch(/COPY: tarball entry 'app\/\.\.\/\.\.\/evil\.txt' escapes the build context/);
+
+    const other = createHash('sha256').update('other').digest('hex');
+    const forged = await fetch(
+      `${ctx.baseURL}/v1/templates/files/upload/${other}?length=5&expires=${Date.now() + 60_000}&signature=AAAA`,
+      { method: 'PUT', body: 'hello' },
+    );
+    expect(forged.status).toBe(403);
+    const link = await cp<{ upload_url: string }>('POST', '/v1/templates/files/upload-link', {
+      files_hash: other,
+      content_length: 5,
+    });
+    const tooBig = await fetch(link.body.upload_url, { method: 'PUT', body: 'more than five bytes' });
+    expect(tooBig.status).toBe(413);
+    const present = await cp<{ present: boolean }>('POST', '/v1/templates/files/upload-link', {
+      files_hash: other,
+      content_length: 5,
+    });
+    expect(present.body.present).toBe(false);
+  }, 120_000);
+
+  it('Python-dialect ENV/WORKDIR/USER/CMD steps end up in the template; CMD becomes the start command', async () => {
+    const id = await startBuild({
+      name: `pydialect-${suffix}`,
+      from_image: 'base',
+      steps: [
+        { type: 'ENV', args: ['MODE', 'py'] },
+        { type: 'WORKDIR', args: ['/srv/app'] },
+        { type: 'RUN', args: ['echo "$MODE" > mode.txt'] },
+        { type: 'USER', args: ['root'] },
+        { type: 'CMD', args: ['python3 -m http.server 8100'] },
+      ],
+      startCmd: null,
+      readyCmd: null,
+    });
+    expect((await waitForBuild(id)).status.status).toBe('active');
+    const sb = await cp<{ id: string }>('POST', '/v1/sandboxes', { template_id: id });
+    expect(sb.status).toBe(201);
+    try {
+      const out = await runIn(
+        sb.body.id,
+        'pwd; cat mode.txt; echo "$MODE"; sleep 1; ps -eo args | grep -c "^python3 -m [h]ttp.server 8100"',
+      );
+      expect(out.stdout).toBe('/srv/app\npy\npy\n1\n');
+    } finally {
+      await cp('DELETE', `/v1/sandboxes/${sb.body.id}`);
+    }
+  }, 120_000);
+
+  it('a start command that dies before its readiness check passes fails the create, leaving nothing behind', async () => {
+    const id = await startBuild({
+      name: `badstart-${suffix}`,
+      from_image: 'base',
+      steps: [{ type: 'RUN', args: ['true'] }],
+      startCmd: 'echo starting; exit 7',
+      readyCmd: { type: 'port', port: 9, timeout: 20_000, interval: 100 },
+    });
+    expect((await waitForBuild(id)).status.status).toBe('active');
+    const before = await cp<{ data: Array<{ id: string }> }>('GET', '/v1/sandboxes?limit=100');
+    const sb = await cp<{ message: string }>('POST', '/v1/sandboxes', { template_id: id });
+    expect(sb.status).toBe(500);
+    // The failed sandbox is reported as `error`, and none of its runtime is left.
+    const after = await cp<{ data: Array<{ id: string; status: string }> }>('GET', '/v1/sandboxes?limit=100');
+    const known = new Set(before.body.data.map((s) => s.id));
+    const failed = after.body.data.filter((s) => !known.has(s.id));
+    expect(failed.map((s) => s.status)).toEqual(['error']);
+    expect(await sandboxCgroups(ctx.cgroupParent)).not.toContain(failed[0]?.id);
+  }, 120_000);
+});
+
+describe('OCI base images: a local registry and an archive', () => {
+  let registry: TestRegistry;
+  let dir: string;
+  const suffix = Date.now().toString(36);
+  const created: string[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warren-oci-e2e-'));
+    registry = await startRegistry();
+    const images = await buildTestImages(dir);
+    await pushImage(images.layout, images.tags.multi, `${registry.host}/warren/busybox:1`);
+    await mkdir(join(ctx.dataDir, 'images'), { recursive: true });
+    await writeArchive(images.layout, images.tags.single, join(dir, 'busybox.tar'), 'oci-archive');
+    await copyFile(join(dir, 'busybox.tar'), join(ctx.dataDir, 'images', 'busybox.tar'));
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const id of created) await cp('DELETE', `/v1/templates/${id}`);
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function buildFrom(fromImage: string, name: string): Promise<string> {
+    const r = await cp<{ build_id: string }>('POST', '/v1/templates/build', {
+      name,
+      from_image: fromImage,
+      steps: [{ type: 'RUN', args: ['echo "built on $GREETING" > /work/built.txt'] }],
+    });
+    expect(r.status).toBe(201);
+    created.push(r.body.build_id);
+    const { status, logs } = await waitForBuild(r.body.build_id);
+    expect(status.status, logs).toBe('active');
+    return r.body.build_id;
+  }
+
+  it('pulls an image from the registry on 127.0.0.1 and runs a sandbox from it', async () => {
+    const id = await buildFrom(`${registry.host}/warren/busybox:1`, `oci-${suffix}`);
+    const sb = await cp<{ id: string }>('POST', '/v1/sandboxes', { template_id: id });
+    expect(sb.status).toBe(201);
+    try {
+      const out = await runIn(
+        sb.body.id,
+        'cat /work/built.txt; pwd; cat /etc/layer2.txt; test -e /etc/motd || echo motd-removed; busybox | head -1 | cut -c1-7',
+      );
+      expect(out.stdout).toBe('built on hello-from-oci\n/work\nfrom layer 2\nmotd-removed\nBusyBox\n');
+    } finally {
+      await cp('DELETE', `/v1/sandboxes/${sb.body.id}`);
+    }
+  }, 180_000);
+
+  it('imports the same image from an OCI archive on the server', async () => {
+    const id = await buildFrom(`oci-archive:${join(ctx.dataDir, 'images', 'busybox.tar')}`, `ociarchive-${suffix}`);
+    const sb = await cp<{ id: string }>('POST', '/v1/sandboxes', { template_id: id });
+    expect(sb.status).toBe(201);
+    try {
+      const out = await runIn(sb.body.id, 'cat /work/built.txt; cat /etc/motd');
+      expect(out.stdout).toBe('built on hello-from-oci\nwelcome\n');
+    } finally {
+      await cp('DELETE', `/v1/sandboxes/${sb.body.id}`);
+    }
+  }, 180_000);
+
+  it('an image that cannot be resolved fails the build with a clear message', async () => {
+    const r = await cp<{ build_id: string }>('POST', '/v1/templates/build', {
+      name: `missing-${suffix}`,
+      from_image: `${registry.host}/warren/nothing:here`,
+      steps: [],
+    });
+    created.push(r.body.build_id);
+    const { status, logs } = await waitForBuild(r.body.build_id);
+    expect(status.status).toBe('failed');
+    expect(logs).toMatch(/ERROR: .*nothing/);
+    const unknown = await cp<{ build_id: string }>('POST', '/v1/templates/build', {
+      name: `unknown-${suffix}`,
+      from_image: 'ubuntu:22.04',
+      steps: [],
+    });
+    created.push(unknown.body.build_id);
+    const u = await waitForBuild(unknown.body.build_id);
+    expect(u.status.status).toBe('failed');
+    expect(u.logs).toContain("cannot resolve base image 'ubuntu:22.04'");
+  }, 120_000);
 });

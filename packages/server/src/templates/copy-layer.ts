@@ -130,30 +130,35 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
   const destExisting = await lookupInStack(o.lower, resolvedDest);
   const isSourceDir = new Map<string, boolean>();
 
-  // Pass 1: list and validate every entry; decide where each one goes.
+  // Pass 1: list and validate every entry; decide where each one goes. (Nothing may throw inside the
+  // parser's callback: the first problem is kept and reported once the archive was read.)
   const kinds = new Map<string, string>();
   const links = new Map<string, string>();
+  let invalid: CopyStepError | undefined;
   try {
     await readEntries(o.tarball, (e) => {
+      e.resume();
+      if (invalid) return;
       const p = safeEntryPath(e.path);
       if (p === undefined) {
-        e.resume();
-        throw new CopyStepError(`COPY: tarball entry '${e.path}' escapes the build context`);
+        invalid = new CopyStepError(`COPY: tarball entry '${e.path}' escapes the build context`);
+        return;
       }
       kinds.set(p, e.type);
       if (e.type === 'Link') {
         const target = safeEntryPath(e.linkpath ?? '');
-        if (target === undefined)
-          throw new CopyStepError(`COPY: hard link '${e.path}' points outside the build context`);
+        if (target === undefined) {
+          invalid = new CopyStepError(`COPY: hard link '${e.path}' points outside the build context`);
+          return;
+        }
         links.set(p, target);
       }
       if (e.type === 'Directory') isSourceDir.set(p, true);
-      e.resume();
     });
   } catch (err) {
-    if (err instanceof CopyStepError) throw err;
     throw new CopyStepError(`COPY: cannot read the uploaded files: ${(err as Error).message}`);
   }
+  if (invalid) throw invalid;
 
   const sourceIsDir = o.sources.some((s) => {
     const src = safeEntryPath(s.replace(/\/+$/, '')) ?? '';
