@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type RawTarEntry, writeTar } from '../../../../tests/e2e/oci-fixture.ts';
+import { pathExists, type RawTarEntry, rejectionOf, writeTar } from '../../../../tests/e2e/oci-fixture.ts';
 import { ImageError } from './oci-errors.ts';
 import { applyLayer, ByteBudget, verifiedBlob } from './oci-layers.ts';
 import { readTar } from './oci-tar.ts';
@@ -40,19 +40,10 @@ function apply(entries: RawTarEntry[] | Buffer, options: { gzip?: boolean; maxBy
 }
 
 async function errorOf(promise: Promise<unknown>): Promise<ImageError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const err = await rejectionOf(promise);
   expect(err).toBeInstanceOf(ImageError);
   return err as ImageError;
 }
-
-const exists = (path: string) =>
-  lstat(path).then(
-    () => true,
-    () => false,
-  );
 
 describe('readTar', () => {
   it('reads names longer than 100 bytes from pax records and skips unread bodies', async () => {
@@ -179,7 +170,7 @@ describe('applyLayer', () => {
     expect(err.code).toBe('PATH_ESCAPE');
     const abs = await errorOf(apply([{ path: 'leak', type: 'hardlink', linkPath: join(outside, 'secret') }]));
     expect(abs.code).toBe('PATH_ESCAPE');
-    expect(await exists(join(root, 'leak'))).toBe(false);
+    expect(await pathExists(join(root, 'leak'))).toBe(false);
   });
 
   it('resolves symlinks in parent paths inside the root, never on the host', async () => {
@@ -231,8 +222,8 @@ describe('applyLayer', () => {
       { path: 'run/pipe', type: 'fifo' },
       { path: 'ok', content: 'ok' },
     ]);
-    expect(await exists(join(root, 'dev/null'))).toBe(false);
-    expect(await exists(join(root, 'run/pipe'))).toBe(false);
+    expect(await pathExists(join(root, 'dev/null'))).toBe(false);
+    expect(await pathExists(join(root, 'run/pipe'))).toBe(false);
     expect(logs.filter((line) => line.includes('skipping'))).toHaveLength(2);
     expect(await readFile(join(root, 'ok'), 'utf8')).toBe('ok');
   });

@@ -191,7 +191,7 @@ const TYPES: Record<string, TarEntryType> = {
 const MAX_META_BYTES = 1024 * 1024;
 
 /** Parses one 512-byte header block (without pax/GNU overrides). */
-function parseHeaderBlock(block: Buffer): { header: TarHeader; ustarPath: string } {
+function parseHeaderBlock(block: Buffer): TarHeader {
   if (!checksumOk(block)) throw new TarFormatError('tar header checksum mismatch (not a tar archive?)');
   const typeFlag = String.fromCharCode(block[156]!);
   const magic = block.subarray(257, 263).toString('latin1');
@@ -212,26 +212,62 @@ function parseHeaderBlock(block: Buffer): { header: TarHeader; ustarPath: string
     mtime: tarNumber(block, 136, 12),
     linkPath: cString(block, 157, 100),
   };
-  return { header, ustarPath: path };
+  return header;
 }
 
-function applyOverrides(header: TarHeader, pax: Map<string, string>, longName?: string, longLink?: string): TarHeader {
-  const num = (key: string, fallback: number) => {
-    const value = pax.get(key);
-    if (value === undefined) return fallback;
-    const parsed = Number.parseFloat(value);
-    if (!Number.isFinite(parsed) || parsed < 0) throw new TarFormatError(`invalid pax ${key} ${JSON.stringify(value)}`);
-    return Math.floor(parsed);
-  };
-  return {
-    ...header,
-    path: pax.get('path') ?? longName ?? header.path,
-    linkPath: pax.get('linkpath') ?? longLink ?? header.linkPath,
-    size: num('size', header.size),
-    uid: num('uid', header.uid),
-    gid: num('gid', header.gid),
-    mtime: num('mtime', header.mtime),
-  };
+/** Pax records and GNU long names read so far, applied to the next real entry. */
+class MetaRecords {
+  private readonly global = new Map<string, string>();
+  private pax = new Map<string, string>();
+  private longName: string | undefined;
+  private longLink: string | undefined;
+
+  /** True for the type flags of meta entries (pax `x`/`g`, GNU `L`/`K`). */
+  static isMeta(typeFlag: string): boolean {
+    return typeFlag === 'x' || typeFlag === 'g' || typeFlag === 'L' || typeFlag === 'K';
+  }
+
+  /** Checks a meta entry's size before its content is read. */
+  static checkSize(size: number): void {
+    if (size > MAX_META_BYTES) throw new TarFormatError(`tar meta entry of ${size} bytes is too large`);
+  }
+
+  add(typeFlag: string, content: Buffer): void {
+    if (typeFlag === 'x') for (const [k, v] of parsePax(content)) this.pax.set(k, v);
+    else if (typeFlag === 'g') for (const [k, v] of parsePax(content)) this.global.set(k, v);
+    else {
+      const end = content.indexOf(0);
+      const text = content.subarray(0, end === -1 ? content.length : end).toString('utf8');
+      if (typeFlag === 'L') this.longName = text;
+      else this.longLink = text;
+    }
+  }
+
+  /** `header` with the pending records applied; the per-entry records are then forgotten. */
+  apply(header: TarHeader): TarHeader {
+    const pax = new Map([...this.global, ...this.pax]);
+    const num = (key: string, fallback: number) => {
+      const value = pax.get(key);
+      if (value === undefined) return fallback;
+      const parsed = Number.parseFloat(value);
+      if (!Number.isFinite(parsed) || parsed < 0)
+        throw new TarFormatError(`invalid pax ${key} ${JSON.stringify(value)}`);
+      return Math.floor(parsed);
+    };
+    const result = {
+      ...header,
+      path: pax.get('path') ?? this.longName ?? header.path,
+      linkPath: pax.get('linkpath') ?? this.longLink ?? header.linkPath,
+      size: num('size', header.size),
+      uid: num('uid', header.uid),
+      gid: num('gid', header.gid),
+      mtime: num('mtime', header.mtime),
+    };
+    this.pax = new Map();
+    this.longName = undefined;
+    this.longLink = undefined;
+    return result;
+  }
 }
 
 function dataSizeOf(header: TarHeader): number {
@@ -254,10 +290,7 @@ export interface TarEntry {
  */
 export async function* readTar(source: AsyncIterable<Uint8Array>): AsyncGenerator<TarEntry> {
   const reader = new ByteReader(source);
-  const globalPax = new Map<string, string>();
-  let pax = new Map<string, string>();
-  let longName: string | undefined;
-  let longLink: string | undefined;
+  const meta = new MetaRecords();
   for (;;) {
     const block = await reader.read(BLOCK);
     if (block === undefined) return;
@@ -265,27 +298,16 @@ export async function* readTar(source: AsyncIterable<Uint8Array>): AsyncGenerato
       await reader.drain();
       return;
     }
-    const { header: raw } = parseHeaderBlock(block);
-    const padded = Math.ceil(raw.size / BLOCK) * BLOCK;
-    if (raw.typeFlag === 'x' || raw.typeFlag === 'g' || raw.typeFlag === 'L' || raw.typeFlag === 'K') {
-      if (raw.size > MAX_META_BYTES) throw new TarFormatError(`tar meta entry of ${raw.size} bytes is too large`);
+    const raw = parseHeaderBlock(block);
+    if (MetaRecords.isMeta(raw.typeFlag)) {
+      MetaRecords.checkSize(raw.size);
+      const padded = Math.ceil(raw.size / BLOCK) * BLOCK;
       const data = (await reader.read(padded)) ?? Buffer.alloc(0);
       if (data.length < padded) throw new TarFormatError('unexpected end of archive');
-      const content = data.subarray(0, raw.size);
-      if (raw.typeFlag === 'x') pax = new Map([...pax, ...parsePax(content)]);
-      else if (raw.typeFlag === 'g') for (const [k, v] of parsePax(content)) globalPax.set(k, v);
-      else {
-        const end = content.indexOf(0);
-        const text = content.subarray(0, end === -1 ? content.length : end).toString('utf8');
-        if (raw.typeFlag === 'L') longName = text;
-        else longLink = text;
-      }
+      meta.add(raw.typeFlag, data.subarray(0, raw.size));
       continue;
     }
-    const header = applyOverrides(raw, new Map([...globalPax, ...pax]), longName, longLink);
-    pax = new Map();
-    longName = undefined;
-    longLink = undefined;
+    const header = meta.apply(raw);
     // Like Go's archive/tar, link, device, directory and fifo entries carry no data whatever their size field says.
     const dataSize = dataSizeOf(header);
     const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK;
@@ -331,34 +353,20 @@ export async function indexTarFile(path: string, maxMembers = 100_000): Promise<
       if (bytesRead < length) throw new TarFormatError('unexpected end of archive');
       return buffer;
     };
-    const globalPax = new Map<string, string>();
-    let pax = new Map<string, string>();
-    let longName: string | undefined;
-    let longLink: string | undefined;
+    const meta = new MetaRecords();
     let position = 0;
     while (position + BLOCK <= fileSize) {
       const block = await readAt(position, BLOCK);
       if (block.every((b) => b === 0)) break;
-      const { header: raw } = parseHeaderBlock(block);
+      const raw = parseHeaderBlock(block);
       position += BLOCK;
-      if (raw.typeFlag === 'x' || raw.typeFlag === 'g' || raw.typeFlag === 'L' || raw.typeFlag === 'K') {
-        if (raw.size > MAX_META_BYTES) throw new TarFormatError(`tar meta entry of ${raw.size} bytes is too large`);
-        const content = await readAt(position, raw.size);
-        if (raw.typeFlag === 'x') pax = new Map([...pax, ...parsePax(content)]);
-        else if (raw.typeFlag === 'g') for (const [k, v] of parsePax(content)) globalPax.set(k, v);
-        else {
-          const end = content.indexOf(0);
-          const text = content.subarray(0, end === -1 ? content.length : end).toString('utf8');
-          if (raw.typeFlag === 'L') longName = text;
-          else longLink = text;
-        }
+      if (MetaRecords.isMeta(raw.typeFlag)) {
+        MetaRecords.checkSize(raw.size);
+        meta.add(raw.typeFlag, await readAt(position, raw.size));
         position += Math.ceil(raw.size / BLOCK) * BLOCK;
         continue;
       }
-      const header = applyOverrides(raw, new Map([...globalPax, ...pax]), longName, longLink);
-      pax = new Map();
-      longName = undefined;
-      longLink = undefined;
+      const header = meta.apply(raw);
       const dataSize = dataSizeOf(header);
       if (position + dataSize > fileSize) throw new TarFormatError('unexpected end of archive');
       members.set(normalizeMemberPath(header.path), { header, offset: position });

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cp, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,9 @@ import {
   buildTestImages,
   freePort,
   manifestDigest,
+  pathExists,
   pushImage,
+  rejectionOf,
   startRegistry,
   TEST_IMAGE,
   type TestImages,
@@ -40,19 +42,10 @@ const hasTools = ['docker-registry', 'umoci', 'skopeo', 'openssl'].every(
 const isRoot = process.getuid?.() === 0;
 
 async function errorOf(promise: Promise<unknown>): Promise<ImageError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const err = await rejectionOf(promise);
   expect(err).toBeInstanceOf(ImageError);
   return err as ImageError;
 }
-
-const exists = (path: string) =>
-  lstat(path).then(
-    () => true,
-    () => false,
-  );
 
 describe('parseImageReference', () => {
   it('splits registry, repository, tag and digest', () => {
@@ -150,7 +143,7 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
       SANDBOX_ID_SHIFT + 1000,
       0o640,
     ]);
-    expect(await exists(join(rootfs, TEST_IMAGE.removedFile))).toBe(false);
+    expect(await pathExists(join(rootfs, TEST_IMAGE.removedFile))).toBe(false);
     expect(await readdir(join(rootfs, TEST_IMAGE.replacedDir))).toEqual(['new.txt']);
     expect(await readFile(join(rootfs, TEST_IMAGE.addedFile), 'utf8')).toBe('from layer 2\n');
     expect(image.config).toEqual({ env: [TEST_IMAGE.env], workingDir: TEST_IMAGE.workingDir, cmd: TEST_IMAGE.cmd });
@@ -228,7 +221,7 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
     await pushImage(images.layout, 'multiarch', `${open.host}/test/multiarch:1`, { all: true });
     const image = await pullImage(`${open.host}/test/multiarch:1`, { cacheDir: newCache() });
     expect(image.digest).toBe(await manifestDigest(images.layout, 'single'));
-    expect(await exists(join(image.rootfs, TEST_IMAGE.removedFile))).toBe(true);
+    expect(await pathExists(join(image.rootfs, TEST_IMAGE.removedFile))).toBe(true);
   });
 
   it('follows a blob redirect to another origin without sending the credentials there', async () => {
@@ -336,7 +329,7 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
     const cacheDir = newCache();
     const err = await errorOf(pullImage(`${open.host}/test/evil:1`, { cacheDir }));
     expect(err.code).toBe('PATH_ESCAPE');
-    expect(await exists(join('/tmp', marker))).toBe(false);
+    expect(await pathExists(join('/tmp', marker))).toBe(false);
     expect((await readdir(cacheDir)).filter((name) => !name.endsWith('.lock'))).toEqual([]);
   });
 
