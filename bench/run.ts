@@ -1,0 +1,139 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { Sandbox } from '@hopx-ai/sdk';
+import { type Created, createSandbox, deleteSandbox } from './api.ts';
+import type { BenchContext, Scale } from './context.ts';
+import { BareContainers } from './host.ts';
+import { loadNow, machineInfo } from './machine.ts';
+import type { Report, Row } from './report.ts';
+import { bursts } from './rows/burst.ts';
+import { createCold, createWarm, firstResult, poolFull } from './rows/create.ts';
+import { density } from './rows/density.ts';
+import { execRoundTrip } from './rows/exec.ts';
+import { fileTransfer } from './rows/files.ts';
+import { pauseResume } from './rows/lifecycle.ts';
+import { streaming } from './rows/stream.ts';
+import { BENCH_NETWORK, type BenchServer, removeBenchNetwork, startBenchServer } from './server.ts';
+
+export interface BenchOptions {
+  scale: Scale;
+  /** Issue row numbers to run (all when absent). */
+  only?: ReadonlySet<number>;
+  progress: (message: string) => void;
+}
+
+/** Runs the whole bench; returns the report. Always stops its servers and removes its host state. */
+export async function runBench(options: BenchOptions): Promise<Report> {
+  const { scale, progress } = options;
+  const wanted = (section: number) => options.only === undefined || options.only.has(section);
+  const workDir = await mkdtemp('/var/tmp/warren-bench-');
+  const bare = new BareContainers({ workDir, cgroupParent: BENCH_NETWORK.cgroupParent });
+  const rows: Row[] = [];
+  const failures: Report['failures'] = [];
+  const dataDirs: string[] = [];
+  const startedAt = new Date().toISOString();
+  const machine = await machineInfo('/var/tmp');
+  let server: BenchServer | undefined;
+
+  const section = async (n: number, name: string, fn: () => Promise<Row[]>) => {
+    if (!wanted(n)) return;
+    try {
+      rows.push(...(await fn()));
+    } catch (err) {
+      progress(`row ${n} (${name}) failed: ${(err as Error).stack ?? String(err)}`);
+      failures.push({ section: n, name, error: (err as Error).message });
+    }
+  };
+  const boot = async (label: string, pool: string) => {
+    progress(`starting a ${label} server (WARREN_POOL=${pool}; first start builds templates, minutes)`);
+    // Not inside workDir (0700): the sandbox's uid must be able to reach its directory.
+    const dataDir = await mkdtemp('/var/tmp/warren-bench-data-');
+    dataDirs.push(dataDir);
+    server = await startBenchServer({ dataDir, pool });
+    progress(`server up at ${server.baseURL}`);
+    return server;
+  };
+  const stop = async () => {
+    if (!server) return;
+    progress('stopping the server (deletes its sandboxes)');
+    await server.stop();
+    server = undefined;
+  };
+  let cleaning: Promise<void> | undefined;
+  /** Stops the server (it deletes its sandboxes), bare containers, the bench network and every directory; once. */
+  const cleanup = () => {
+    cleaning ??= (async () => {
+      await stop().catch((err: unknown) => progress(`stopping the server failed: ${(err as Error).message}`));
+      await bare.cleanup();
+      await removeBenchNetwork();
+      await rm(workDir, { recursive: true, force: true });
+      for (const d of dataDirs) await rm(d, { recursive: true, force: true });
+    })();
+    return cleaning;
+  };
+  // Interrupted: clean up before exiting, so no sandbox, bridge, cgroup or nft table is left behind.
+  const onSignal = (signal: NodeJS.Signals) => {
+    progress(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    // Warm server: a base pool as large as the largest burst, one code-interpreter.
+    const basePool = Math.max(1, ...scale.bursts);
+    const warm = await boot('warm-pool', `base=${basePool},code-interpreter=1`);
+    const ctx: BenchContext = {
+      server: warm,
+      api: { baseURL: warm.baseURL, apiKey: warm.apiKey },
+      sdk: { baseURL: warm.baseURL, apiKey: warm.apiKey },
+      bare,
+      scale,
+      workDir,
+      progress,
+    };
+    progress(`waiting for the warm pool (${basePool} base, 1 code-interpreter)`);
+    await poolFull(ctx, 'base', basePool);
+    await poolFull(ctx, 'code-interpreter', 1);
+    await section(1, 'create, warm', () => createWarm(ctx, basePool));
+    await section(2, 'first result, warm', () => firstResult(ctx, 'warm', 1));
+
+    if ([3, 6, 7, 8].some(wanted)) {
+      await poolFull(ctx, 'code-interpreter', 1);
+      const sb = await Sandbox.create({ template: 'code-interpreter', ...ctx.sdk });
+      let raw: Created | undefined;
+      try {
+        raw = await createSandbox(ctx.api, 'code-interpreter');
+        await section(3, 'execution round trip', () => execRoundTrip(ctx, sb, raw!));
+        await section(8, 'streaming', () => streaming(ctx, sb));
+        await section(6, 'files', () => fileTransfer(ctx, sb));
+        await section(7, 'pause/resume', () => pauseResume(ctx, sb));
+      } finally {
+        await sb.kill().catch(() => undefined);
+        if (raw) await deleteSandbox(ctx.api, raw.id).catch(() => undefined);
+      }
+    }
+    await section(4, 'burst', () => bursts(ctx, basePool));
+    await stop();
+
+    if ([1, 2, 5, 7].some(wanted)) {
+      const cold = await boot('cold (no pool)', '0');
+      const coldCtx: BenchContext = {
+        ...ctx,
+        server: cold,
+        api: { baseURL: cold.baseURL, apiKey: cold.apiKey },
+        sdk: { baseURL: cold.baseURL, apiKey: cold.apiKey },
+      };
+      if (wanted(1) || wanted(7)) await section(1, 'create, cold', () => createCold(coldCtx));
+      await section(2, 'first result, cold', () => firstResult(coldCtx, 'cold', 0));
+      await section(5, 'density', () => density(coldCtx));
+      await stop();
+    }
+  } finally {
+    await cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  machine['load average at end (1/5/15 min)'] = loadNow();
+  rows.sort((a, b) => a.section - b.section);
+  return { startedAt, finishedAt: new Date().toISOString(), scale: scale.name, machine, rows, failures };
+}
