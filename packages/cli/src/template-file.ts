@@ -173,9 +173,15 @@ export function contextRelative(contextDir: string, source: string): string {
 export interface CopyPlan {
   /** Source paths relative to the build directory. */
   sources: string[];
+  /**
+   * What the tarball is made of: each file source itself, and the children of
+   * each directory source (not the directory's own entry, which would be
+   * unpacked as `<dest>/<dir>`; COPY copies a directory's contents).
+   */
+  tarRoots: string[];
   files: number;
   bytes: number;
-  /** sha256 hex over the step and every entry's path, type, mode, size and content (not mtimes). */
+  /** sha256 hex over the step, the tarball's layout and every entry's path, type, mode, size and content (not mtimes). */
   filesHash: string;
 }
 
@@ -193,6 +199,7 @@ async function fileDigest(path: string): Promise<string> {
 export async function planCopy(contextDir: string, step: TemplateStep): Promise<CopyPlan> {
   const sources = copySources(step).map((s) => contextRelative(contextDir, s));
   const entries: string[] = [];
+  const tarRoots: string[] = [];
   let files = 0;
   let bytes = 0;
   const visit = async (rel: string): Promise<void> => {
@@ -216,11 +223,20 @@ export async function planCopy(contextDir: string, step: TemplateStep): Promise<
       throw new CLIError(`copy source '${rel}' is not a file, directory or symlink`);
     }
   };
-  for (const s of sources) await visit(s);
+  for (const s of sources) {
+    await visit(s);
+    const st = await lstat(join(contextDir, s));
+    if (st.isDirectory()) {
+      const children = (await readdir(join(contextDir, s))).sort();
+      if (children.length === 0) throw new CLIError(`copy source '${s}' is an empty directory`);
+      tarRoots.push(...children.map((c) => `${s}/${c}`));
+    } else tarRoots.push(s);
+  }
   const h = createHash('sha256');
   h.update(`COPY ${sources.join(',')} ${step.to ?? ''}\n`);
+  h.update(`tar ${tarRoots.join('\0')}\n`);
   for (const e of entries) h.update(`${e}\n`);
-  return { sources, files, bytes, filesHash: h.digest('hex') };
+  return { sources, tarRoots, files, bytes, filesHash: h.digest('hex') };
 }
 
 /** A step as `POST /v1/templates/build` takes it (PROTOCOL §5.6; the Python dialect plus COPY's owner/permissions). */

@@ -31,7 +31,7 @@ async function upload(
   progress: Progress,
 ): Promise<void> {
   const archive = join(scratch, `${plan.filesHash}.tar.gz`);
-  await pipeline(createTar({ gzip: true, cwd: contextDir, portable: true }, plan.sources), createWriteStream(archive));
+  await pipeline(createTar({ gzip: true, cwd: contextDir, portable: true }, plan.tarRoots), createWriteStream(archive));
   const size = (await stat(archive)).size;
   const link = await client.request<{ present: boolean; upload_url?: string | null }>(
     'POST',
