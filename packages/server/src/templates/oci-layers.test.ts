@@ -216,6 +216,20 @@ describe('applyLayer', () => {
     expect(await readFile(join(outside, 'keep'), 'utf8')).toBe('host');
   });
 
+  it('names the entry when the filesystem refuses it', async () => {
+    const err = await errorOf(apply([{ path: `${'n'.repeat(300)}/file`, content: 'x' }]));
+    expect(err.code).toBe('INVALID_IMAGE');
+    expect(err.message).toContain('ENAMETOOLONG');
+    const notDir = await errorOf(
+      apply([
+        { path: 'plain', content: 'x' },
+        { path: 'plain/child', content: 'y' },
+      ]),
+    );
+    expect(notDir.code).toBe('INVALID_IMAGE');
+    expect(notDir.message).toContain('plain is not a directory');
+  });
+
   it('skips device nodes and fifos with a log line', async () => {
     await apply([
       { path: 'dev/null', type: 'char' },

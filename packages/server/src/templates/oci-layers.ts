@@ -37,6 +37,9 @@ import { readTar, TarFormatError, type TarHeader } from './oci-tar.ts';
 /** The id files owned by an id outside 0..65535 get (`nobody`). */
 const OVERFLOW_ID = 65_534;
 
+/** errno codes that say something about the host, not the image. */
+const HOST_ERRNO_CODES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE', 'ENOMEM', 'EACCES', 'EPERM']);
+
 /** Symlinks followed while resolving one parent path, as Linux's MAXSYMLINKS. */
 const MAX_SYMLINK_HOPS = 40;
 
@@ -223,8 +226,14 @@ function short(digest: string): string {
   return digest.replace(/^sha256:/, '').slice(0, 12);
 }
 
-/** `a/./b/` → `['a', 'b']`. @throws ImageError PATH_ESCAPE for `..` or an absolute path. */
+/** `a/./b/` → `['a', 'b']`. @throws ImageError PATH_ESCAPE for `..` or an absolute path, INVALID_IMAGE for a NUL byte. */
 export function entryPathParts(path: string, what = 'entry'): string[] {
+  if (path.includes('\0')) {
+    throw new ImageError(
+      ImageErrorCode.INVALID_IMAGE,
+      `layer ${what} ${JSON.stringify(path)} has a NUL byte in its path`,
+    );
+  }
   if (path.startsWith('/')) {
     throw new ImageError(ImageErrorCode.PATH_ESCAPE, `layer ${what} ${JSON.stringify(path)} is an absolute path`);
   }
@@ -252,7 +261,11 @@ class LayerApplier {
   async applyAll(tar: AsyncIterable<Buffer>): Promise<void> {
     for await (const entry of readTar(tar)) {
       this.options.signal?.throwIfAborted();
-      await this.apply(entry.header, entry.body);
+      try {
+        await this.apply(entry.header, entry.body);
+      } catch (err) {
+        throw this.entryError(err, entry.header.path);
+      }
       this.entries++;
     }
     if (this.overflowIds > 0) {
@@ -260,6 +273,21 @@ class LayerApplier {
         `layer ${short(this.options.label)}: ${this.overflowIds} entries owned by ids above 65535 now belong to ${OVERFLOW_ID}`,
       );
     }
+  }
+
+  /**
+   * A filesystem error caused by what an entry asks for (a name too long, a
+   * file where a directory must be) as an INVALID_IMAGE naming the entry;
+   * host trouble (disk full, I/O errors) and every other error as they are.
+   */
+  private entryError(err: unknown, path: string): unknown {
+    const { syscall, code, message } = err as NodeJS.ErrnoException;
+    if (syscall === undefined || code === undefined || HOST_ERRNO_CODES.has(code)) return err;
+    return new ImageError(
+      ImageErrorCode.INVALID_IMAGE,
+      `layer ${short(this.options.label)}: cannot apply entry ${JSON.stringify(path)}: ${message}`,
+      { cause: err },
+    );
   }
 
   private path(parts: readonly string[]): string {

@@ -35,6 +35,7 @@ import {
   parseImageReference,
   pullImage,
 } from './oci.ts';
+import { parseChallenge } from './oci-registry.ts';
 
 const hasTools = ['docker-registry', 'umoci', 'skopeo', 'openssl'].every(
   (name) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name]).status === 0,
@@ -46,6 +47,22 @@ async function errorOf(promise: Promise<unknown>): Promise<ImageError> {
   expect(err).toBeInstanceOf(ImageError);
   return err as ImageError;
 }
+
+describe('parseChallenge', () => {
+  it('reads the scheme and the quoted or bare parameters of WWW-Authenticate', () => {
+    const challenge = parseChallenge(
+      'Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull",error=insufficient_scope',
+    );
+    expect(challenge?.scheme).toBe('bearer');
+    expect(Object.fromEntries(challenge?.params ?? [])).toEqual({
+      realm: 'https://auth.example.com/token',
+      service: 'registry.example.com',
+      scope: 'repository:a/b:pull',
+      error: 'insufficient_scope',
+    });
+    expect(parseChallenge('Basic realm="a \\"quoted\\" realm"')?.params.get('realm')).toBe('a "quoted" realm');
+  });
+});
 
 describe('parseImageReference', () => {
   it('splits registry, repository, tag and digest', () => {
@@ -331,6 +348,28 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
     expect(err.code).toBe('PATH_ESCAPE');
     expect(await pathExists(join('/tmp', marker))).toBe(false);
     expect((await readdir(cacheDir)).filter((name) => !name.endsWith('.lock'))).toEqual([]);
+  });
+
+  it('stops on abort and removes what it had unpacked; a crashed pull’s leftovers go on the next pull', async () => {
+    const cacheDir = newCache();
+    const controller = new AbortController();
+    const reason = new Error('build cancelled');
+    const pull = pullImage(`${open.host}/test/busybox:multi`, {
+      cacheDir,
+      signal: controller.signal,
+      onLog: (line) => {
+        if (line.startsWith('layer 2/2 sha256:')) controller.abort(reason);
+      },
+    });
+    expect(await rejectionOf(pull)).toBe(reason);
+    const digestHex = (await manifestDigest(images.layout, 'multi')).slice(7);
+    expect(await readdir(cacheDir)).toEqual([`${digestHex}-r1.lock`]);
+
+    const leftover = join(cacheDir, `${digestHex}-r1.tmp-crashed`);
+    await mkdir(join(leftover, 'rootfs'), { recursive: true });
+    const image = await pullImage(`${open.host}/test/busybox:multi`, { cacheDir });
+    expect(image.cached).toBe(false);
+    expect(await pathExists(leftover)).toBe(false);
   });
 
   it('stops at maxBytes', async () => {
