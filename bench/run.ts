@@ -12,21 +12,24 @@ import { execRoundTrip } from './rows/exec.ts';
 import { fileTransfer } from './rows/files.ts';
 import { pauseResume } from './rows/lifecycle.ts';
 import { streaming } from './rows/stream.ts';
-import { BENCH_NETWORK, type BenchServer, removeBenchNetwork, startBenchServer } from './server.ts';
+import { BENCH_NETWORK, type BenchServer, removeBenchNetwork, startBenchServer, type TestNetwork } from './server.ts';
 
 export interface BenchOptions {
   scale: Scale;
   /** Issue row numbers to run (all when absent). */
   only?: ReadonlySet<number>;
+  /** Bridge, cidr, nft table and cgroup parent of the bench servers. @default BENCH_NETWORK */
+  network?: TestNetwork;
   progress: (message: string) => void;
 }
 
 /** Runs the whole bench; returns the report. Always stops its servers and removes its host state. */
 export async function runBench(options: BenchOptions): Promise<Report> {
   const { scale, progress } = options;
+  const net = options.network ?? BENCH_NETWORK;
   const wanted = (section: number) => options.only === undefined || options.only.has(section);
   const workDir = await mkdtemp('/var/tmp/warren-bench-');
-  const bare = new BareContainers({ workDir, cgroupParent: BENCH_NETWORK.cgroupParent });
+  const bare = new BareContainers({ workDir, cgroupParent: net.cgroupParent });
   const rows: Row[] = [];
   const failures: Report['failures'] = [];
   const dataDirs: string[] = [];
@@ -48,7 +51,7 @@ export async function runBench(options: BenchOptions): Promise<Report> {
     // Not inside workDir (0700): the sandbox's uid must be able to reach its directory.
     const dataDir = await mkdtemp('/var/tmp/warren-bench-data-');
     dataDirs.push(dataDir);
-    server = await startBenchServer({ dataDir, pool });
+    server = await startBenchServer({ dataDir, pool, net });
     progress(`server up at ${server.baseURL}`);
     return server;
   };
@@ -64,7 +67,7 @@ export async function runBench(options: BenchOptions): Promise<Report> {
     cleaning ??= (async () => {
       await stop().catch((err: unknown) => progress(`stopping the server failed: ${(err as Error).message}`));
       await bare.cleanup();
-      await removeBenchNetwork();
+      await removeBenchNetwork(net);
       await rm(workDir, { recursive: true, force: true });
       for (const d of dataDirs) await rm(d, { recursive: true, force: true });
     })();

@@ -1,6 +1,9 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+
+export type { TestNetwork };
+
 import {
   removeTestNetwork,
   type ServerHandle,
@@ -22,6 +25,7 @@ export const BENCH_API_KEY = 'wrn_bench_key_0123456789abcdef';
 /** A running bench server plus read-only views of its state the HTTP API does not expose. */
 export interface BenchServer {
   handle: ServerHandle;
+  net: TestNetwork;
   baseURL: string;
   apiKey: string;
   /** Pooled (booted, unclaimed) sandboxes of a template, read from the server's database (read-only). */
@@ -37,10 +41,14 @@ export interface BenchServer {
  * Starts `packages/server/src/main.ts` on 127.0.0.1 with the bench network
  * names, a data directory of its own and `WARREN_STOP_SANDBOXES_ON_EXIT=true`.
  */
-export async function startBenchServer(options: { dataDir: string; pool: string }): Promise<BenchServer> {
+export async function startBenchServer(options: {
+  dataDir: string;
+  pool: string;
+  net: TestNetwork;
+}): Promise<BenchServer> {
   const handle = await startServer({
     dataDir: options.dataDir,
-    ...BENCH_NETWORK,
+    ...options.net,
     apiKey: BENCH_API_KEY,
     env: {
       WARREN_POOL: options.pool,
@@ -55,6 +63,7 @@ export async function startBenchServer(options: { dataDir: string; pool: string 
   const rootfsQuery = db.prepare('SELECT rootfs_dir AS dir FROM templates WHERE name = ?');
   return {
     handle,
+    net: options.net,
     baseURL: handle.baseURL,
     apiKey: handle.apiKey,
     pooled: (name) => (pooledQuery.get(name) as { n: number }).n,
@@ -64,7 +73,7 @@ export async function startBenchServer(options: { dataDir: string; pool: string 
       return dir;
     },
     liveCgroups: async () =>
-      (await readdir(`/sys/fs/cgroup/pids/${BENCH_NETWORK.cgroupParent}`, { withFileTypes: true }).catch(() => []))
+      (await readdir(`/sys/fs/cgroup/pids/${options.net.cgroupParent}`, { withFileTypes: true }).catch(() => []))
         .filter((d) => d.isDirectory())
         .map((d) => d.name),
     stop: async () => {
@@ -75,6 +84,6 @@ export async function startBenchServer(options: { dataDir: string; pool: string 
 }
 
 /** Removes the bench bridge, nft tables and parent cgroups (after the server stopped). */
-export async function removeBenchNetwork(): Promise<void> {
-  await removeTestNetwork(BENCH_NETWORK);
+export async function removeBenchNetwork(net: TestNetwork): Promise<void> {
+  await removeTestNetwork(net);
 }

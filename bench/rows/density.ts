@@ -2,7 +2,6 @@ import { agentHealth, agentJSON, type Created, createSandbox, deleteSandbox, eac
 import type { BenchContext } from '../context.ts';
 import { cgroupMemoryBytes, cgroupPssBytes, meminfo } from '../host.ts';
 import type { Row } from '../report.ts';
-import { BENCH_NETWORK } from '../server.ts';
 import { summarize, timed } from '../stats.ts';
 import { crunRunFloor } from './create.ts';
 
@@ -72,13 +71,13 @@ export async function density(ctx: BenchContext): Promise<Row[]> {
     const ids = live.map((s) => s.id);
     const cg: number[] = [];
     for (const id of ids) {
-      const bytes = await cgroupMemoryBytes(`${BENCH_NETWORK.cgroupParent}/${id}`).catch(() => Number.NaN);
+      const bytes = await cgroupMemoryBytes(`${ctx.server.net.cgroupParent}/${id}`).catch(() => Number.NaN);
       if (Number.isFinite(bytes)) cg.push(bytes / MiB);
     }
     const pss: number[] = [];
     const rss: number[] = [];
     for (const id of pick(ids, 20)) {
-      const p = await cgroupPssBytes(`${BENCH_NETWORK.cgroupParent}/${id}`).catch(() => undefined);
+      const p = await cgroupPssBytes(`${ctx.server.net.cgroupParent}/${id}`).catch(() => undefined);
       if (p) {
         pss.push(p.pssBytes / MiB);
         rss.push(p.rssBytes / MiB);
