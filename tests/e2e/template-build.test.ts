@@ -325,6 +325,27 @@ describe('template build API as the Python SDK sees it', () => {
     }
   }, 120_000);
 
+  it("node:20 resolves to Debian 12 with the server's own Node.js 20 and npm (no registry reachable)", async () => {
+    const id = await startBuild({
+      name: `node20-${suffix}`,
+      from_image: 'node:20',
+      steps: [
+        { type: 'RUN', args: ['node -e "console.log(process.version)" > /node-version; npm --version > /npm-version'] },
+      ],
+    });
+    const { status, logs } = await waitForBuild(id);
+    expect(status.status, logs).toBe('active');
+    expect(logs).toContain("using Warren's Debian-built equivalent of node:20");
+    const sb = await cp<{ id: string }>('POST', '/v1/sandboxes', { template_id: id });
+    expect(sb.status).toBe(201);
+    try {
+      const out = await runIn(sb.body.id, 'cat /node-version; grep -c bookworm /etc/os-release');
+      expect(out.stdout).toMatch(/^v20\.\d+\.\d+\n[1-9]\d*\n$/);
+    } finally {
+      await cp('DELETE', `/v1/sandboxes/${sb.body.id}`);
+    }
+  }, 300_000);
+
   it('a start command that dies before its readiness check passes fails the create, leaving nothing behind', async () => {
     const id = await startBuild({
       name: `badstart-${suffix}`,

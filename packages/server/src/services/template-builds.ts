@@ -16,7 +16,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { type BuildRequest, type BuildStep, ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
-import { agentRequest } from '../internal/agent-client.ts';
+import { streamAgentCommand } from '../internal/agent-stream.ts';
 import { MAX_ADDRESS_INDEX } from '../runtime/container/network.ts';
 import type { Driver } from '../runtime/driver.ts';
 import { type ApiKeyRow, BUILD_KEY_ID, type Store, type TemplateRow } from '../store/store.ts';
@@ -272,7 +272,12 @@ export class TemplateBuildService {
       () => controller.abort(new Error(`build exceeded its ${Math.round(this.o.buildTimeoutMs / 1000)} s limit`)),
       this.o.buildTimeoutMs,
     );
-    const log = (line: string) => this.appendLog(row.id, line);
+    // Appends are chained so lines land in the order they were logged.
+    let logged = Promise.resolve();
+    const log = (line: string) => {
+      logged = logged.then(() => this.appendLog(row.id, line));
+      return logged;
+    };
     const total = req.steps.length + 2;
     let done = 0;
     const progress = (step: string | null) => store.setBuildProgress(row.id, Math.floor((done / total) * 100), step);
@@ -351,6 +356,9 @@ export class TemplateBuildService {
         throw new Error(`the template has too many layers (${state.layers.length}); combine RUN steps`);
       }
       const startCmd = req.startCmd ?? state.cmd;
+      await log(
+        `build finished in ${Date.now() - started} ms: ${builtSteps} layer(s) built, ${cachedSteps} cached; template ${req.name} is active`,
+      );
       store.finishUserTemplateBuild(row.id, {
         rootfsDir: lowerdir,
         contentHash: runtimeKey,
@@ -363,9 +371,6 @@ export class TemplateBuildService {
         language: base.language,
         features: base.features,
       });
-      await log(
-        `build finished in ${Date.now() - started} ms: ${builtSteps} layer(s) built, ${cachedSteps} cached; template ${req.name} is active`,
-      );
     } catch (err) {
       const reason = controller.signal.aborted ? controller.signal.reason : err;
       const message = reason instanceof Error ? reason.message : String(reason);
@@ -455,27 +460,25 @@ export class TemplateBuildService {
       const token = tokens.issue(sb.id, 3600).token;
       const stepSeconds = Math.ceil(this.o.stepTimeoutMs / 1000);
       const script = `mkdir -p ${shellQuote(state.workdir)} && cd ${shellQuote(state.workdir)} && ${command}`;
-      const abort = new Promise<never>((_, reject) =>
-        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+      // Output goes to the build log line by line as it is printed.
+      const partial = { stdout: '', stderr: '' };
+      const result = await streamAgentCommand(
+        driver.agentSocket(sb.id),
+        token,
+        { command: '/bin/sh', args: ['-c', script], timeoutSeconds: stepSeconds, workdir: '/' },
+        (stream, text) => {
+          const lines = (partial[stream] + text).split('\n');
+          partial[stream] = lines.pop() ?? '';
+          for (const line of lines) void log(`  ${line}`);
+        },
+        signal,
       );
-      const res = await Promise.race([
-        agentRequest(
-          driver.agentSocket(sb.id),
-          token,
-          'POST',
-          '/commands/run',
-          { command: '/bin/sh', args: ['-c', script], timeout: stepSeconds, workdir: '/' },
-          this.o.stepTimeoutMs + 15_000,
-        ),
-        abort,
-      ]);
-      const body = res.body as { stdout?: string; stderr?: string; exit_code?: number; message?: string };
-      const output = `${body.stdout ?? ''}${body.stderr ?? ''}`;
-      if (output !== '') await log(output.replace(/\n$/, ''));
-      if (res.status !== 200) throw new BuildStepError(`RUN: the agent answered ${res.status}: ${body.message ?? ''}`);
-      if (body.exit_code === 124) throw new BuildStepError(`RUN timed out after ${stepSeconds} s: ${command}`);
-      if (body.exit_code !== 0) {
-        throw new BuildStepError(`RUN failed with exit status ${body.exit_code}: ${command}`);
+      for (const rest of [partial.stdout, partial.stderr]) if (rest !== '') void log(`  ${rest}`);
+      if (result.timedOut) throw new BuildStepError(`RUN timed out after ${stepSeconds} s: ${command}`);
+      if (result.exitCode !== 0) {
+        throw new BuildStepError(
+          `RUN failed with exit status ${result.exitCode}${result.error ? ` (${result.error})` : ''}: ${command}`,
+        );
       }
       await driver.stop(sb.id, sb.addressIndex);
       await moveTree(driver.writableLayer(sb.id), layerDir);

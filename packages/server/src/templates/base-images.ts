@@ -13,9 +13,12 @@
  * is ever silently substituted.
  */
 
+import { chmod, copyFile, cp, mkdir, readFile, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { TemplateRow } from '../store/store.ts';
-import { ensureTemplateRootfs } from './builder.ts';
+import { ensureTemplateRootfs, shiftOwnership } from './builder.ts';
 import type { DebianRootfsRecipe } from './builtin.ts';
+import { LayerCache, layerKey } from './layers.ts';
 import {
   ImageError,
   ImageErrorCode,
@@ -59,6 +62,8 @@ interface DebianEquivalent {
   env: Readonly<Record<string, string>>;
   language: string;
   features: readonly string[];
+  /** Adds the host's own Node.js of this major version (node and npm) on top; Debian 12 ships only Node.js 18. */
+  hostNode?: number;
 }
 
 /**
@@ -91,6 +96,15 @@ export const DEBIAN_EQUIVALENTS: readonly DebianEquivalent[] = Object.freeze([
     features: ['bash', 'python'],
   },
   {
+    names: ['node:20', 'node:20-slim', 'node:20-bookworm', 'node:20-bookworm-slim', 'ubuntu/node:20-22.04_edge'],
+    entry: 'image-debian-12',
+    packages: DEBIAN_BASE_PACKAGES,
+    env: DEBIAN_ENV,
+    language: 'javascript',
+    features: ['bash', 'javascript'],
+    hostNode: 20,
+  },
+  {
     names: ['node:18', 'node:18-slim', 'node:18-bookworm', 'node:18-bookworm-slim'],
     entry: 'image-node-18',
     packages: [...DEBIAN_BASE_PACKAGES, 'nodejs', 'npm'],
@@ -104,6 +118,43 @@ export const DEBIAN_EQUIVALENTS: readonly DebianEquivalent[] = Object.freeze([
 export function debianEquivalent(name: string): DebianEquivalent | undefined {
   const normalized = name.replace(/^(docker\.io\/)?(library\/)?/, '');
   return DEBIAN_EQUIVALENTS.find((d) => d.names.includes(normalized));
+}
+
+/** The server's own Node.js (this process's binary) and npm, as a layer under /usr/local, cached by version. */
+async function hostNodeLayer(
+  major: number,
+  cacheDir: string,
+  parentKey: string,
+  onLog: (line: string) => void,
+): Promise<{ dir: string; key: string }> {
+  const version = process.versions.node;
+  if (Number(version.split('.')[0]) !== major) {
+    throw new BaseImageError(
+      `node:${major} needs Node.js ${major} on the server to copy in (Debian 12 ships only Node.js 18); this server runs ${version}`,
+    );
+  }
+  const npmDir = join(dirname(dirname(process.execPath)), 'lib', 'node_modules', 'npm');
+  const npmVersion = await readFile(join(npmDir, 'package.json'), 'utf8')
+    .then((t) => (JSON.parse(t) as { version?: string }).version ?? null)
+    .catch(() => null);
+  const key = layerKey(parentKey, { kind: 'host-node', version, npm: npmVersion });
+  const cache = new LayerCache(cacheDir);
+  if (await cache.has(key)) return { dir: cache.path(key), key };
+  onLog(`adding the server's Node.js ${version}${npmVersion ? ` and npm ${npmVersion}` : ''} under /usr/local`);
+  const dir = await cache.create(key, { step: `host Node.js ${version}` }, async (layer) => {
+    await mkdir(join(layer, 'usr/local/bin'), { recursive: true });
+    await mkdir(join(layer, 'usr/local/lib/node_modules'), { recursive: true });
+    await copyFile(process.execPath, join(layer, 'usr/local/bin/node'));
+    await chmod(join(layer, 'usr/local/bin/node'), 0o755);
+    if (npmVersion) {
+      await cp(npmDir, join(layer, 'usr/local/lib/node_modules/npm'), { recursive: true, verbatimSymlinks: true });
+      await symlink('../lib/node_modules/npm/bin/npm-cli.js', join(layer, 'usr/local/bin/npm'));
+      await symlink('../lib/node_modules/npm/bin/npx-cli.js', join(layer, 'usr/local/bin/npx'));
+    }
+    await shiftOwnership(layer);
+    return undefined;
+  });
+  return { dir, key };
 }
 
 function envFromList(list: readonly string[]): Record<string, string> {
@@ -198,9 +249,16 @@ export async function resolveBaseImage(fromImage: string, o: ResolveBaseOptions)
     { name: equivalent.entry, rootfs: recipe, workdir: '/workspace' },
     { cacheDir: o.cacheDir, onProgress: o.onLog, signal: o.signal },
   );
+  const layers = [built.rootfsDir];
+  let key = `debian:${built.contentHash}`;
+  if (equivalent.hostNode !== undefined) {
+    const node = await hostNodeLayer(equivalent.hostNode, o.cacheDir, key, o.onLog);
+    layers.unshift(node.dir);
+    key = node.key;
+  }
   return {
-    layers: [built.rootfsDir],
-    key: `debian:${built.contentHash}`,
+    layers,
+    key,
     env: { ...equivalent.env },
     workdir: null,
     user: null,
