@@ -153,6 +153,16 @@ export class TemplateBuild implements AsyncIterable<BuildEvent>, PromiseLike<Tem
     return this.#done.then(onfulfilled, onrejected);
   }
 
+  /** Like `Promise.prototype.catch` on {@link TemplateBuild.wait}. */
+  catch<T = never>(onrejected?: ((reason: unknown) => T | PromiseLike<T>) | null): Promise<TemplateInfo | T> {
+    return this.#done.catch(onrejected);
+  }
+
+  /** Like `Promise.prototype.finally` on {@link TemplateBuild.wait}. */
+  finally(onfinally?: (() => void) | null): Promise<TemplateInfo> {
+    return this.#done.finally(onfinally);
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<BuildEvent> {
     for (;;) {
       const e = this.#events.shift();
