@@ -250,6 +250,11 @@ class LayerApplier {
   private overflowIds = 0;
   /** Real paths (relative to the root, `/`-joined) this layer created or declared. */
   private readonly created = new Set<string>();
+  /**
+   * Resolved parent directories (`a/b` → real parts). Valid while nothing is
+   * removed: creating entries never changes how an existing path resolves.
+   */
+  private readonly resolved = new Map<string, string[]>();
   private readonly root: string;
   private readonly options: ApplyLayerOptions;
 
@@ -300,6 +305,9 @@ class LayerApplier {
    * Missing directories are created (mode 0755, root) when `create`, else `undefined`.
    */
   private async resolveDir(parts: readonly string[], create: boolean): Promise<string[] | undefined> {
+    const key = parts.join('/');
+    const known = this.resolved.get(key);
+    if (known) return known;
     const real: string[] = [];
     const queue = [...parts];
     let hops = 0;
@@ -337,7 +345,14 @@ class LayerApplier {
         );
       }
     }
+    this.resolved.set(key, real);
     return real;
+  }
+
+  /** Removes a tree (never following symlinks) and forgets every resolved directory. */
+  private async remove(path: string): Promise<void> {
+    this.resolved.clear();
+    await rm(path, { recursive: true, force: true });
   }
 
   private async apply(header: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
@@ -372,7 +387,7 @@ class LayerApplier {
     const target = this.path(realParts);
     const existing = await lstat(target).catch(() => undefined);
     if (existing && !(header.type === 'directory' && existing.isDirectory())) {
-      await rm(target, { recursive: true, force: true });
+      await this.remove(target);
     }
     this.created.add(realParts.join('/'));
 
@@ -439,14 +454,14 @@ class LayerApplier {
       return;
     }
     if (base.startsWith('.wh..wh.')) return; // other AUFS metadata (hard link directories)
-    await rm(this.path([...dir, name]), { recursive: true, force: true });
+    await this.remove(this.path([...dir, name]));
   }
 
   /** Removes everything under `dir` that this layer did not create itself. */
   private async hideLower(dir: readonly string[]): Promise<void> {
     for (const name of await readdir(this.path(dir))) {
       const child = [...dir, name];
-      if (!this.created.has(child.join('/'))) await rm(this.path(child), { recursive: true, force: true });
+      if (!this.created.has(child.join('/'))) await this.remove(this.path(child));
       else if ((await lstat(this.path(child))).isDirectory()) await this.hideLower(child);
     }
   }
