@@ -1,0 +1,96 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sandboxCgroups } from './leaks.ts';
+import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
+
+// A server of its own, with short build limits: 3 s per RUN step, 8 s per build.
+const net = testNetwork(60 + Number(process.env.WARREN_TEST_SLOT ?? 0));
+
+describe('template build limits and restarts', () => {
+  let server: ServerHandle;
+  let dataDir: string;
+
+  const api = async <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${server.baseURL}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: (await res.json()) as T };
+  };
+
+  const start = () =>
+    startServer({
+      dataDir,
+      ...net,
+      apiKey: 'wrn_test_limits_key_0123456789',
+      env: { WARREN_POOL: '0', WARREN_BUILD_STEP_TIMEOUT_SECONDS: '3', WARREN_BUILD_TIMEOUT_SECONDS: '8' },
+    });
+
+  const finished = async (id: string) => {
+    for (;;) {
+      const s = await api<{ status: string; error_message?: string }>('GET', `/v1/templates/build/${id}/status`);
+      if (s.body.status !== 'building') return s.body;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp('/var/tmp/warren-build-limits-');
+    server = await start();
+  });
+
+  afterAll(async () => {
+    if (server) await stopServer(server, { deleteSandboxes: true });
+    await removeTestNetwork(net);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('a RUN step that outlives its limit fails the build, and its build sandbox is gone', async () => {
+    const r = await api<{ build_id: string }>('POST', '/v1/templates/build', {
+      name: 'sleeps-step',
+      from_image: 'base',
+      steps: [{ type: 'RUN', args: [`sleep 30 # ${Date.now()}`] }],
+    });
+    expect(r.status).toBe(201);
+    const s = await finished(r.body.build_id);
+    expect(s.status).toBe('failed');
+    expect(s.error_message).toMatch(/RUN timed out after 3 s/);
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
+  }, 60_000);
+
+  it('a build that outlives the total limit fails even when every step is within its own', async () => {
+    const r = await api<{ build_id: string }>('POST', '/v1/templates/build', {
+      name: 'sleeps-total',
+      from_image: 'base',
+      steps: [1, 2, 3, 4, 5].map((n) => ({ type: 'RUN', args: [`sleep 2.5 # ${n} ${Date.now()}`] })),
+    });
+    const s = await finished(r.body.build_id);
+    expect(s.status).toBe('failed');
+    expect(s.error_message).toBe('build exceeded its 8 s limit');
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
+  }, 60_000);
+
+  it('a build interrupted by a server crash is reported failed after the restart, with nothing left running', async () => {
+    const r = await api<{ build_id: string }>('POST', '/v1/templates/build', {
+      name: 'crashes',
+      from_image: 'base',
+      steps: [{ type: 'RUN', args: [`sleep 2.9 # ${Date.now()}`] }],
+    });
+    // Wait until the build sandbox runs, then kill the server hard.
+    for (let i = 0; i < 100 && (await sandboxCgroups(net.cgroupParent)).length === 0; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect((await sandboxCgroups(net.cgroupParent)).length).toBe(1);
+    server.child.kill('SIGKILL');
+    await new Promise((res) => server.child.once('exit', res));
+    server = await start();
+    const s = await api<{ status: string; error_message?: string }>(
+      'GET',
+      `/v1/templates/build/${r.body.build_id}/status`,
+    );
+    expect(s.body.status).toBe('failed');
+    expect(s.body.error_message).toBe('the server restarted during the build');
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
+  }, 90_000);
+});
