@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -104,6 +105,47 @@ describe('warren sandbox (real binary, real server)', () => {
     expect(fromStdin.code).toBe(0);
     const toStdout = await warren(['sandbox', 'cp', `${id}:/tmp/note.txt`, '-']);
     expect(toStdout.stdout).toBe('from stdin\n');
+  });
+
+  it('cp moves a file larger than one agent request (parts) with the CLI memory far below its size', async () => {
+    const size = 160 * 1024 * 1024;
+    const big = join(dir, 'big.bin');
+    const hash = createHash('sha256');
+    const out = await open(big, 'w');
+    for (let written = 0; written < size; written += 4 * 1024 * 1024) {
+      const chunk = randomBytes(4 * 1024 * 1024);
+      hash.update(chunk);
+      await out.write(chunk);
+    }
+    await out.close();
+    const digest = hash.digest('hex');
+    // The same CLI doing a small request, measured in this run, is the baseline.
+    const baseline = await warren(['sandbox', 'ls', '--json'], { measureRss: true });
+    const up = await warren(['sandbox', 'cp', big, `${id}:/workspace/big.bin`], {
+      measureRss: true,
+      timeoutMs: 600_000,
+    });
+    expect(up.code).toBe(0);
+    const inside = await warren(['sandbox', 'exec', id, '--', 'sha256sum /workspace/big.bin']);
+    expect(inside.stdout.split(' ')[0]).toBe(digest);
+    await rm(big);
+    const down = await warren(['sandbox', 'cp', `${id}:/workspace/big.bin`, big], {
+      measureRss: true,
+      timeoutMs: 600_000,
+    });
+    expect(down.code).toBe(0);
+    const back = createHash('sha256');
+    for await (const chunk of createReadStream(big)) back.update(chunk as Buffer);
+    expect(back.digest('hex')).toBe(digest);
+    await rm(big);
+    await warren(['sandbox', 'exec', id, '--', 'rm /workspace/big.bin']);
+    const MiB = 1024;
+    console.log(
+      `[cli cp] peak RSS: baseline ${(baseline.maxRssKiB! / MiB).toFixed(0)} MiB, upload ${(up.maxRssKiB! / MiB).toFixed(0)} MiB, download ${(down.maxRssKiB! / MiB).toFixed(0)} MiB; file ${size / 1024 / 1024} MiB`,
+    );
+    // Growth over the baseline stays well under half the file.
+    expect(up.maxRssKiB! - baseline.maxRssKiB!).toBeLessThan(size / 1024 / 2);
+    expect(down.maxRssKiB! - baseline.maxRssKiB!).toBeLessThan(size / 1024 / 2);
   });
 
   it('cp reports errors with the code and leaves no partial file', async () => {

@@ -1,5 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 
@@ -10,6 +12,8 @@ export interface CLIResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** Peak resident set size of the CLI process in KiB (with `measureRss`, from GNU time). */
+  maxRssKiB?: number;
 }
 
 /** The environment the CLI reads its server and key from (no config file: a temp HOME/XDG dir is not needed). */
@@ -33,10 +37,13 @@ export function cliEnv(extra: Record<string, string> = {}): Record<string, strin
  */
 export function warren(
   args: string[],
-  options: { env?: Record<string, string>; input?: string | Buffer; timeoutMs?: number } = {},
+  options: { env?: Record<string, string>; input?: string | Buffer; timeoutMs?: number; measureRss?: boolean } = {},
 ): Promise<CLIResult> {
+  const rssFile = options.measureRss ? join(tmpdir(), `warren-cli-rss-${process.pid}-${Date.now()}`) : undefined;
+  const argv = [process.execPath, WARREN_BIN, ...args];
+  const [cmd, ...rest] = rssFile ? ['/usr/bin/time', '-f', '%M', '-o', rssFile, ...argv] : argv;
   return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [WARREN_BIN, ...args], {
+    const child = spawn(cmd as string, rest, {
       env: options.env ?? cliEnv(),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -48,7 +55,19 @@ export function warren(
     child.once('error', fail);
     child.once('close', (code) => {
       clearTimeout(timer);
-      ok({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      const result: CLIResult = {
+        code,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      };
+      if (!rssFile) return ok(result);
+      readFile(rssFile, 'utf8')
+        .then((text) => {
+          // GNU time prints "Command exited with non-zero status N" before the number on failure.
+          result.maxRssKiB = Number(text.trim().split('\n').at(-1));
+          return rm(rssFile, { force: true });
+        })
+        .then(() => ok(result), fail);
     });
     child.stdin.end(options.input ?? '');
   });

@@ -1,79 +1,62 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { Sandbox, APIError as SDKAPIError } from '@warren/sdk';
 import type { Command } from 'commander';
 import type { Context } from '../../context.ts';
-import { CLIError } from '../../errors.ts';
+import { APIError, CLIError } from '../../errors.ts';
 import { say } from '../../output.ts';
 import { type CopyOperand, formatBytes, formatDuration, parseCopyOperand } from '../../parse.ts';
 
-/** Quotes a multipart header parameter (RFC 7578: quotes and CR/LF escaped). */
-function quoteParam(s: string): string {
-  return `"${s.replace(/[\r\n"\\]/g, (c) => encodeURIComponent(c))}"`;
-}
+type Remote = Extract<CopyOperand, { kind: 'remote' }>;
 
 /**
- * A `multipart/form-data` body with `path` then `file` whose file part is
- * streamed from `source`, never held in memory whole.
+ * The sandbox through the SDK (which streams large files in parts). A sandbox
+ * that is not running is refused here: connecting would resume a paused one.
  */
-function multipartStream(
-  fields: { path: string; filename: string },
-  source: Readable,
-): { body: ReadableStream<Uint8Array>; contentType: string } {
-  const boundary = `----warren${randomBytes(12).toString('hex')}`;
-  const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${fields.path}\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename=${quoteParam(fields.filename)}\r\n` +
-      'Content-Type: application/octet-stream\r\n\r\n',
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  async function* parts() {
-    yield head;
-    for await (const chunk of source) yield chunk as Buffer;
-    yield tail;
+async function connect(ctx: Context, id: string): Promise<Sandbox> {
+  const info = await ctx.client().sandbox(id);
+  if (info.status !== 'running') {
+    throw new CLIError(
+      `sandbox ${id} is ${info.status}${info.status === 'paused' ? ` (warren sandbox resume ${id})` : ''}`,
+    );
   }
-  return {
-    body: Readable.toWeb(Readable.from(parts())) as ReadableStream<Uint8Array>,
-    contentType: `multipart/form-data; boundary=${boundary}`,
-  };
+  return Sandbox.connect(id, { baseURL: ctx.config().url, apiKey: ctx.client().authHeaders()['x-api-key'] });
 }
 
-async function upload(ctx: Context, from: string, to: Extract<CopyOperand, { kind: 'remote' }>): Promise<number> {
-  let source: Readable;
-  let name: string;
-  if (from === '-') {
-    source = process.stdin;
-    name = 'stdin';
-  } else {
+/** SDK errors become the CLI's (same `message (code, request id)` line). */
+function fromSDK(err: unknown): unknown {
+  if (err instanceof SDKAPIError) return APIError.from(err.status, err.body, err.headers);
+  return err;
+}
+
+async function upload(ctx: Context, from: string, to: Remote): Promise<number> {
+  let name = 'stdin';
+  if (from !== '-') {
     const st = await stat(from).catch((err: NodeJS.ErrnoException) => {
       throw new CLIError(`${from}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
     });
     if (st.isDirectory()) throw new CLIError(`${from} is a directory; cp copies single files (tar it first)`);
-    source = createReadStream(from);
     name = basename(from);
   }
   // A destination ending in / is a directory: keep the file's name.
   const path = to.path.endsWith('/') ? `${to.path}${name}` : to.path;
-  const agent = await ctx.client().agent(to.sandboxId);
-  const { body, contentType } = multipartStream({ path, filename: name }, source);
-  const res = await agent.fetch('/files/upload', {
-    method: 'POST',
-    headers: { 'content-type': contentType },
-    body,
-    duplex: 'half',
-  });
-  const r = (await res.json()) as { path?: string; size?: number };
-  return r.size ?? 0;
+  const sandbox = await connect(ctx, to.sandboxId);
+  const r =
+    from === '-'
+      ? await sandbox.files.write(path, process.stdin as AsyncIterable<Uint8Array>)
+      : await sandbox.files.upload(from, path);
+  return r.size;
 }
 
-async function download(ctx: Context, from: Extract<CopyOperand, { kind: 'remote' }>, to: string): Promise<number> {
-  const agent = await ctx.client().agent(from.sandboxId);
-  const res = await agent.fetch(`/files/download?${new URLSearchParams({ path: from.path })}`);
-  if (!res.body) throw new CLIError('empty answer from the sandbox');
-  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+async function download(ctx: Context, from: Remote, to: string): Promise<number> {
+  const sandbox = await connect(ctx, from.sandboxId);
+  const stream = await sandbox.files.read(from.path, { format: 'stream' });
+  const body = Readable.fromWeb(stream as unknown as WebReadableStream<Uint8Array>);
   let bytes = 0;
   const count = new Transform({
     transform(chunk: Buffer, _enc, done) {
@@ -115,9 +98,13 @@ export function registerCopy(parent: Command, ctx: Context): void {
       const to = parseCopyOperand(destination);
       const started = Date.now();
       let bytes: number;
-      if (from.kind === 'local' && to.kind === 'remote') bytes = await upload(ctx, from.path, to);
-      else if (from.kind === 'remote' && to.kind === 'local') bytes = await download(ctx, from, to.path);
-      else throw new CLIError('exactly one of source and destination must be <id>:/path');
+      try {
+        if (from.kind === 'local' && to.kind === 'remote') bytes = await upload(ctx, from.path, to);
+        else if (from.kind === 'remote' && to.kind === 'local') bytes = await download(ctx, from, to.path);
+        else throw new CLIError('exactly one of source and destination must be <id>:/path');
+      } catch (err) {
+        throw fromSDK(err);
+      }
       say(`copied ${formatBytes(bytes)} in ${formatDuration(Date.now() - started)}`);
     });
 }
