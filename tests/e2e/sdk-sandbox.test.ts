@@ -232,6 +232,10 @@ describe('@warren/sdk against a real server', () => {
     const aborted = sb.commands.run('exec sleep 3019', { signal: controller.signal });
     setTimeout(() => controller.abort(), 300);
     await expect(aborted.wait()).rejects.toBeInstanceOf(APIUserAbortError);
+    // Aborted before the socket opened: the same error, nothing runs.
+    await expect(sb.commands.run('exec sleep 3019', { signal: AbortSignal.abort() }).wait()).rejects.toBeInstanceOf(
+      APIUserAbortError,
+    );
     const left = await eventually(
       () => sb.commands.run('pgrep -f "slee[p] 301[89]" || true').then((r) => r.stdout.trim()),
       (v) => v === '',

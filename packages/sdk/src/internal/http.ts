@@ -153,7 +153,15 @@ export class HTTPClient {
   /** Sends a request and validates its JSON answer with `schema`. */
   async json<S extends z.ZodType>(req: HTTPRequest, schema: S): Promise<z.output<S>> {
     const res = await this.send(req);
-    const body = await readBody(res);
+    let body: unknown;
+    try {
+      body = await readBody(res);
+    } catch (err) {
+      if (req.signal?.aborted) throw new APIUserAbortError(undefined, { cause: err });
+      throw new APIConnectionError(`Connection error while reading the answer: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
     const parsed = schema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];

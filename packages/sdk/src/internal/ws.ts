@@ -73,6 +73,11 @@ export class FrameStream implements AsyncIterable<Frame> {
         });
       });
       ws.once('error', (err) => {
+        if (this.#error !== undefined) {
+          // Already failed (an abort, or an HTTP answer instead of an upgrade): keep that error.
+          reject(this.#error);
+          return;
+        }
         const wrapped = /timed out/i.test(err.message)
           ? new APITimeoutError(`WebSocket handshake timed out after ${options.connectTimeoutMs} ms`, { cause: err })
           : new APIConnectionError(`WebSocket error: ${err.message}`, { cause: err });
