@@ -242,11 +242,11 @@ describe('warren sandbox (real binary, real server)', () => {
     });
     expect(fromFile.code).toBe(0);
     expect(Array.isArray(JSON.parse(fromFile.stdout))).toBe(true);
-    // The flag beats the file: nothing listens on port 1.
+    // The flag beats the file: the error names the flag's URL (port 1 is refused before any connection).
     const flagWins = await warren(['--url', 'http://127.0.0.1:1', 'sandbox', 'ls'], {
       env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: dir },
     });
     expect(flagWins.code).toBe(1);
-    expect(flagWins.stderr).toMatch(/cannot reach the Warren server at http:\/\/127\.0\.0\.1:1/);
+    expect(flagWins.stderr).toMatch(/cannot reach the Warren server at http:\/\/127\.0\.0\.1:1 \(bad port\)/);
   });
 });

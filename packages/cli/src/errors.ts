@@ -64,14 +64,19 @@ export class ConnectionError extends CLIError {
   }
 }
 
+/** The most specific reason in an error's `cause` chain: a system error code, else the innermost message. */
 function causeCode(err: unknown): string | undefined {
   let e: unknown = err;
+  let message: string | undefined;
   for (let i = 0; i < 4 && e; i++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string') return code;
+    const nested = (e as { errors?: unknown[] }).errors?.[0] as { code?: unknown } | undefined;
+    if (typeof nested?.code === 'string') return nested.code;
+    if (e instanceof Error && e.message) message = e.message;
     e = (e as { cause?: unknown }).cause;
   }
-  return undefined;
+  return message;
 }
 
 /** The line printed for an error: `message (code, request id)`. */
