@@ -5,8 +5,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,6 +48,43 @@ async function errorOf(promise: Promise<unknown>): Promise<ImageError> {
   const err = await rejectionOf(promise);
   expect(err).toBeInstanceOf(ImageError);
   return err as ImageError;
+}
+
+/** An HTTP server on a free port of 127.0.0.1; a handler that throws answers 502. */
+async function startHTTPServer(
+  handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = createServer((req, res) => {
+    res.on('error', () => undefined);
+    handle(req, res).catch(() => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Answers `req` with what the registry at `host` answers to it (status, body and the headers a client needs). */
+async function relay(host: string, req: IncomingMessage, res: ServerResponse, authorization: string | undefined) {
+  const upstream = await fetch(`http://${host}${req.url}`, {
+    headers: { ...(authorization ? { authorization } : {}), accept: req.headers.accept ?? '*/*' },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const headers: Record<string, string> = {};
+  for (const name of ['content-type', 'docker-content-digest', 'www-authenticate']) {
+    const value = upstream.headers.get(name);
+    if (value) headers[name] = value;
+  }
+  res.writeHead(upstream.status, headers).end(Buffer.from(await upstream.arrayBuffer()));
 }
 
 describe('parseChallenge', () => {
@@ -247,43 +286,20 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
     const registryAuth = `Basic ${Buffer.from(`${basic.credentials.username}:${basic.credentials.password}`).toString('base64')}`;
     const cdnAuthHeaders: Array<string | undefined> = [];
     let frontAuthorized = 0;
-    const relay = async (
-      req: IncomingMessage,
-      res: import('node:http').ServerResponse,
-      authorization: string | undefined,
-    ) => {
-      const upstream = await fetch(`http://${basic.host}${req.url}`, {
-        headers: { ...(authorization ? { authorization } : {}), accept: req.headers.accept ?? '*/*' },
-        signal: AbortSignal.timeout(10_000),
-      });
-      const headers: Record<string, string> = {};
-      for (const name of ['content-type', 'docker-content-digest', 'www-authenticate']) {
-        const value = upstream.headers.get(name);
-        if (value) headers[name] = value;
-      }
-      res.writeHead(upstream.status, headers).end(Buffer.from(await upstream.arrayBuffer()));
-    };
-    const listen = async (server: Server) => {
-      server.listen(0, '127.0.0.1');
-      await new Promise((resolve) => server.once('listening', resolve));
-      return (server.address() as import('node:net').AddressInfo).port;
-    };
-    const cdn = createServer((req, res) => {
+    const cdn = await startHTTPServer(async (req, res) => {
       cdnAuthHeaders.push(req.headers.authorization);
-      relay(req, res, registryAuth).catch(() => res.writeHead(502).end());
+      await relay(basic.host, req, res, registryAuth);
     });
-    const cdnPort = await listen(cdn);
-    const front = createServer((req, res) => {
+    const front = await startHTTPServer(async (req, res) => {
       if (req.headers.authorization) frontAuthorized++;
       if (req.url?.includes('/blobs/') && req.url.includes('/v2/test/')) {
-        res.writeHead(307, { location: `http://127.0.0.1:${cdnPort}${req.url}` }).end();
+        res.writeHead(307, { location: `http://127.0.0.1:${cdn.port}${req.url}` }).end();
         return;
       }
-      relay(req, res, req.headers.authorization).catch(() => res.writeHead(502).end());
+      await relay(basic.host, req, res, req.headers.authorization);
     });
-    const frontPort = await listen(front);
     try {
-      const image = await pullImage(`127.0.0.1:${frontPort}/test/busybox:multi`, {
+      const image = await pullImage(`127.0.0.1:${front.port}/test/busybox:multi`, {
         cacheDir: newCache(),
         credentials: basic.credentials,
       });
@@ -292,9 +308,60 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
       // Config and two layers came through the redirect, none of them with the registry credentials.
       expect(cdnAuthHeaders).toEqual([undefined, undefined, undefined]);
     } finally {
-      front.closeAllConnections();
-      cdn.closeAllConnections();
-      await Promise.all([new Promise((r) => front.close(r)), new Promise((r) => cdn.close(r))]);
+      await Promise.all([front.close(), cdn.close()]);
+    }
+  });
+
+  it('a pull that joined another one which gets cancelled finishes the image itself', async () => {
+    const manifest = JSON.parse(
+      await readFile(
+        join(images.layout, 'blobs/sha256', (await manifestDigest(images.layout, 'multi')).slice(7)),
+        'utf8',
+      ),
+    ) as { layers: Array<{ digest: string }> };
+    const firstLayer = manifest.layers[0]!.digest;
+    // Layer downloads wait at the gate, so the first pull is certainly still unpacking when the second joins.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let layerRequested!: () => void;
+    const firstPullWaits = new Promise<void>((resolve) => {
+      layerRequested = resolve;
+    });
+    const front = await startHTTPServer(async (req, res) => {
+      if (req.url?.endsWith(firstLayer)) {
+        layerRequested();
+        await gate;
+      }
+      await relay(open.host, req, res, undefined);
+    });
+    try {
+      const ref = `127.0.0.1:${front.port}/test/busybox:multi`;
+      const cacheDir = newCache();
+      const cancelFirst = new AbortController();
+      const reason = new Error('first build cancelled');
+      const first = pullImage(ref, { cacheDir, signal: cancelFirst.signal });
+      const firstOutcome = rejectionOf(first);
+      await firstPullWaits;
+      const secondLog: string[] = [];
+      const second = pullImage(ref, {
+        cacheDir,
+        onLog: (line) => {
+          secondLog.push(line);
+          if (line.startsWith('joining a pull')) {
+            cancelFirst.abort(reason);
+            release();
+          }
+        },
+      });
+      expect(await firstOutcome).toBe(reason);
+      const image = await second;
+      await expectMultiRootfs(image);
+      expect(secondLog.some((line) => line.includes('starting over'))).toBe(true);
+    } finally {
+      release();
+      await front.close();
     }
   });
 

@@ -221,7 +221,8 @@ interface CacheRecord {
   materializedAt: string;
 }
 
-const inflight = new Map<string, Promise<MaterializedImage>>();
+/** Unpackings in progress in this process, by cache entry, with the signal of the call doing it. */
+const inflight = new Map<string, { promise: Promise<MaterializedImage>; signal: AbortSignal | undefined }>();
 
 function entryDirOf(cacheDir: string, digest: string): string {
   return join(cacheDir, `${digest.replace(/^sha256:/, '')}-r${OCI_ROOTFS_VERSION}`);
@@ -246,20 +247,27 @@ async function readCacheEntry(
 /**
  * Returns the cached tree of `source`, flattening it first if needed. A flock
  * lock keeps two processes from making the same entry at once; concurrent
- * calls in one process share one.
+ * calls in one process share one. A call that joined another's unpacking
+ * still honours its own signal, and starts over if the other call is aborted.
  */
 async function materialize(source: ImageSource, options: ImageOptions): Promise<MaterializedImage> {
   const log = logger(options);
   const entryDir = entryDirOf(options.cacheDir, source.digest);
-  const hit = await readCacheEntry(entryDir, source.digest, source.source);
-  if (hit) {
-    log(`using cached image ${source.digest} for ${source.source}`);
-    return hit;
-  }
-  const running = inflight.get(entryDir);
-  if (running) {
+  for (;;) {
+    const hit = await readCacheEntry(entryDir, source.digest, source.source);
+    if (hit) {
+      log(`using cached image ${source.digest} for ${source.source}`);
+      return hit;
+    }
+    const running = inflight.get(entryDir);
+    if (!running) break;
     log(`joining a pull of ${source.digest} in progress`);
-    return { ...(await running), source: source.source };
+    try {
+      return { ...(await untilAborted(running.promise, options.signal)), source: source.source };
+    } catch (err) {
+      if (options.signal?.aborted || !running.signal?.aborted) throw err;
+      log(`the pull joined was cancelled; starting over`);
+    }
   }
   const work = withFileLock(
     `${entryDir}.lock`,
@@ -274,10 +282,21 @@ async function materialize(source: ImageSource, options: ImageOptions): Promise<
       onWait: () => log(`another process is unpacking ${source.digest}; waiting for it`),
     },
   ).finally(() => inflight.delete(entryDir));
-  inflight.set(entryDir, work);
+  inflight.set(entryDir, { promise: work, signal: options.signal });
   const result = await work;
   if (result.cached) log(`using cached image ${source.digest} for ${source.source}`);
   return result;
+}
+
+/** `promise`, or the abort reason as soon as `signal` aborts (the work behind `promise` goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Removes `<entry>.tmp-*` directories left by a crashed pull. Call with the entry's lock held. */
