@@ -1,12 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxCgroups } from './leaks.ts';
 import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
 
-// A server of its own, with short build limits: 3 s per RUN step, 8 s per build.
+// A server of its own, with short build limits (3 s per RUN step, 8 s per build) and a pool for a user template.
 const net = testNetwork(60 + Number(process.env.WARREN_TEST_SLOT ?? 0));
 
-describe('template build limits and restarts', () => {
+describe('template build limits, restarts and pooled user templates', () => {
   let server: ServerHandle;
   let dataDir: string;
 
@@ -24,7 +26,8 @@ describe('template build limits and restarts', () => {
       dataDir,
       ...net,
       apiKey: 'wrn_test_limits_key_0123456789',
-      env: { WARREN_POOL: '0', WARREN_BUILD_STEP_TIMEOUT_SECONDS: '3', WARREN_BUILD_TIMEOUT_SECONDS: '8' },
+      // `pooledapp` does not exist yet: the pool fills once a build makes it active.
+      env: { WARREN_POOL: 'pooledapp=1', WARREN_BUILD_STEP_TIMEOUT_SECONDS: '3', WARREN_BUILD_TIMEOUT_SECONDS: '8' },
     });
 
   const finished = async (id: string) => {
@@ -93,4 +96,68 @@ describe('template build limits and restarts', () => {
     expect(s.body.error_message).toBe('the server restarted during the build');
     expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
   }, 90_000);
+
+  it('pools a user template with a start command only once ready, and replaces the pool on a rebuild', async () => {
+    const build = async (version: string) => {
+      const r = await api<{ build_id: string }>('POST', '/v1/templates/build', {
+        name: 'pooledapp',
+        from_image: 'base',
+        update: true,
+        steps: [{ type: 'RUN', args: [`echo ${version}-${Date.now()} > /version`] }],
+        startCmd: "sh -c 'sleep 1; touch /tmp/ready; exec sleep infinity'",
+        readyCmd: { type: 'file', path: '/tmp/ready', timeout: 20_000 },
+      });
+      expect(r.status).toBe(201);
+      expect((await finished(r.body.build_id)).status).toBe('active');
+      return r.body.build_id;
+    };
+    // Pool sandboxes are never listed by the API: read their state from the server's database (read-only).
+    const pooledOnce = async (not: readonly string[]) => {
+      const db = new Database(join(dataDir, 'warren.db'), { readonly: true });
+      try {
+        for (let i = 0; i < 300; i++) {
+          const rows = db
+            .prepare(
+              "SELECT id, status FROM sandboxes WHERE api_key_id = 'key_pool' AND status IN ('creating', 'pooled')",
+            )
+            .all() as Array<{ id: string; status: string }>;
+          const fresh = rows.filter((r) => !not.includes(r.id));
+          if (rows.length === 1 && fresh.length === 1 && fresh[0]?.status === 'pooled') return fresh[0].id;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        db.close();
+      }
+      throw new Error('the pool did not fill');
+    };
+    const claim = async (id: string) => {
+      const sb = await api<{ id: string; auth_token: string }>('POST', '/v1/sandboxes', { template_id: id });
+      expect(sb.status).toBe(201);
+      const res = await fetch(`${server.baseURL}/commands/run`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${sb.body.auth_token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ command: 'cut -d- -f1 /version; test -e /tmp/ready && echo ready' }),
+      });
+      const out = ((await res.json()) as { stdout: string }).stdout;
+      await api('DELETE', `/v1/sandboxes/${sb.body.id}`);
+      return { id: sb.body.id, out };
+    };
+
+    const id = await build('v1');
+    const first = await pooledOnce([]);
+    const a = await claim(id);
+    expect(a).toEqual({ id: first, out: 'v1\nready\n' });
+
+    const second = await pooledOnce([first]);
+    await build('v2');
+    const third = await pooledOnce([first, second]);
+    const b = await claim(id);
+    expect(b).toEqual({ id: third, out: 'v2\nready\n' });
+
+    await api('DELETE', `/v1/templates/${id}`);
+    for (let i = 0; i < 100 && (await sandboxCgroups(net.cgroupParent)).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
+  }, 120_000);
 });

@@ -91,6 +91,8 @@ async function main(): Promise<void> {
       insecureRegistries: config.imageInsecureRegistries,
       archiveDir: config.imageImportDir,
     },
+    onActivated: (id) => void pool.templateActivated(id).catch((err: Error) => log.error(`warm pool: ${err.message}`)),
+    onDeleted: (id) => void pool.templateDeleted(id).catch((err: Error) => log.error(`warm pool: ${err.message}`)),
   });
   const interrupted = templateBuilds.recover();
   if (interrupted > 0) log.warn(`${interrupted} template build(s) were interrupted by a restart and marked failed`);

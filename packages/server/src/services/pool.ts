@@ -24,7 +24,9 @@ export function parsePoolSizes(text: string, templateNames: readonly string[]): 
 /**
  * Keeps a configured number of booted sandboxes per template, ready to be
  * claimed by create. Refills one sandbox at a time per template in the
- * background; a failed boot backs off before the next try.
+ * background; a failed boot backs off before the next try. A template named
+ * in the settings that does not exist yet (a user template) is pooled once
+ * a build makes it active; a rebuild replaces its pooled sandboxes.
  */
 export class WarmPool {
   private readonly store: Store;
@@ -32,6 +34,8 @@ export class WarmPool {
   private readonly log: Logger;
   /** Target size per template id. */
   private readonly targets: Map<string, number>;
+  /** Sizes by template name, for templates built later. */
+  private readonly sizesByName: Map<string, number>;
   private readonly filling = new Map<string, Promise<void>>();
   private stopped = false;
 
@@ -40,10 +44,14 @@ export class WarmPool {
     this.sandboxes = deps.sandboxes;
     this.log = deps.log;
     this.targets = new Map();
+    this.sizesByName = deps.sizesByName;
     for (const [name, size] of deps.sizesByName) {
       const template = this.store.findTemplate(name);
-      if (!template) throw new Error(`WARREN_POOL names unknown template '${name}'`);
-      if (size > 0) this.targets.set(template.id, size);
+      if (!template) {
+        this.log.warn(`WARREN_POOL names template '${name}', which does not exist (yet); it is pooled once it is built`);
+        continue;
+      }
+      if (size > 0 && template.status === 'active') this.targets.set(template.id, size);
     }
     this.sandboxes.pooledTemplates = new Set(this.targets.keys());
     this.sandboxes.onPoolClaim = (templateId) => this.refill(templateId);
@@ -69,6 +77,36 @@ export class WarmPool {
     }
   }
 
+  /**
+   * A build made a template active (new, or rebuilt): pooled sandboxes of its
+   * previous version are replaced, then the pool fills from the new one.
+   */
+  async templateActivated(templateId: string): Promise<void> {
+    const template = this.store.findTemplate(templateId);
+    const size = template ? (this.sizesByName.get(template.name) ?? 0) : 0;
+    if (!template || size === 0 || this.stopped) return;
+    this.sandboxes.pooledTemplates.delete(templateId);
+    await this.filling.get(templateId);
+    await this.drain(templateId);
+    this.targets.set(templateId, size);
+    this.sandboxes.pooledTemplates.add(templateId);
+    this.refill(templateId);
+  }
+
+  /** A template was deleted: its pooled sandboxes go, and it is not refilled. */
+  async templateDeleted(templateId: string): Promise<void> {
+    this.targets.delete(templateId);
+    this.sandboxes.pooledTemplates.delete(templateId);
+    await this.filling.get(templateId);
+    await this.drain(templateId);
+  }
+
+  private async drain(templateId: string): Promise<void> {
+    for (const row of this.store.sandboxesInStatus(['pooled'])) {
+      if (row.templateId === templateId) await this.sandboxes.delete(row.id);
+    }
+  }
+
   /** Boots sandboxes until the template's pool is full; one refill loop per template. */
   refill(templateId: string): void {
     if (this.stopped || this.filling.has(templateId)) return;
@@ -77,7 +115,7 @@ export class WarmPool {
     if (!template || target === 0) return;
     const loop = (async () => {
       let failures = 0;
-      while (!this.stopped && this.store.countPool(templateId) < target) {
+      while (!this.stopped && this.targets.has(templateId) && this.store.countPool(templateId) < target) {
         try {
           await this.sandboxes.bootPooled(template);
           failures = 0;
@@ -90,7 +128,9 @@ export class WarmPool {
     })().finally(() => {
       this.filling.delete(templateId);
       // A claim that raced with the end of the loop gets its refill now.
-      if (!this.stopped && this.store.countPool(templateId) < target) this.refill(templateId);
+      if (!this.stopped && this.targets.has(templateId) && this.store.countPool(templateId) < target) {
+        this.refill(templateId);
+      }
     });
     this.filling.set(templateId, loop);
   }

@@ -58,6 +58,10 @@ export interface TemplateBuildServiceOptions {
   maxConcurrentBuilds: number;
   /** Registry and archive settings for `from_image`. */
   image: Omit<ImageOptions, 'signal' | 'onLog' | 'credentials'>;
+  /** Told when a build made a template active (the warm pool replaces its sandboxes). */
+  onActivated?: (templateId: string) => void;
+  /** Told when a template was deleted. */
+  onDeleted?: (templateId: string) => void;
 }
 
 /** A build's state as the status endpoint reports it. */
@@ -371,6 +375,7 @@ export class TemplateBuildService {
         language: base.language,
         features: base.features,
       });
+      this.o.onActivated?.(row.id);
     } catch (err) {
       const reason = controller.signal.aborted ? controller.signal.reason : err;
       const message = reason instanceof Error ? reason.message : String(reason);
@@ -557,6 +562,7 @@ export class TemplateBuildService {
       throw new ServiceError(ErrorCode.FORBIDDEN, `Template ${t.name} is public and cannot be deleted`);
     this.running.get(t.id)?.controller.abort(new Error('template deleted'));
     this.o.store.deleteUserTemplate(t.id);
+    this.o.onDeleted?.(t.id);
   }
 
   /** At startup: a build that was running when the server stopped has failed. */
