@@ -125,7 +125,6 @@ export async function startRegistry(options: { auth?: RegistryAuth } = {}): Prom
   let child: ChildProcess | undefined;
   let tokenRequests = 0;
   try {
-    const port = await freePort();
     let authConfig = '';
     if (auth === 'basic') {
       await writeFile(join(dir, 'htpasswd'), `${TEST_REGISTRY_USER}:${TEST_REGISTRY_BCRYPT}\n`);
@@ -140,26 +139,39 @@ export async function startRegistry(options: { auth?: RegistryAuth } = {}): Prom
         `    issuer: ${TOKEN_ISSUER}\n` +
         `    rootcertbundle: ${service.certPath}\n`;
     }
-    const config =
-      'version: 0.1\n' +
-      'log:\n  level: warn\n  accesslog:\n    disabled: true\n' +
-      `storage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\n` +
-      `http:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(16).toString('hex')}\n` +
-      authConfig;
-    await writeFile(join(dir, 'config.yml'), config);
-    child = spawn('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
     let output = '';
-    child.stdout?.on('data', (b: Buffer) => {
-      output += b.toString();
-    });
-    child.stderr?.on('data', (b: Buffer) => {
-      output += b.toString();
-    });
-    const exited = once(child, 'exit');
-    const host = `127.0.0.1:${port}`;
-    await waitForRegistry(host, child, () => output);
+    let host = '';
+    let exited: Promise<unknown> = Promise.resolve();
+    // The free port can be taken by someone else before the registry binds it: then try another.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const config =
+        'version: 0.1\n' +
+        'log:\n  level: warn\n  accesslog:\n    disabled: true\n' +
+        `storage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\n` +
+        `http:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(16).toString('hex')}\n` +
+        authConfig;
+      await writeFile(join(dir, 'config.yml'), config);
+      output = '';
+      const spawned = spawn('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child = spawned;
+      spawned.stdout?.on('data', (b: Buffer) => {
+        output += b.toString();
+      });
+      spawned.stderr?.on('data', (b: Buffer) => {
+        output += b.toString();
+      });
+      exited = once(spawned, 'exit').catch(() => undefined);
+      host = `127.0.0.1:${port}`;
+      try {
+        await waitForRegistry(host, spawned, () => output);
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/address already in use/.test(output)) throw err;
+      }
+    }
     const started = child;
     const stop = async () => {
       if (started.exitCode === null && started.signalCode === null) {
