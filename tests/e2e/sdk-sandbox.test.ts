@@ -158,6 +158,36 @@ describe('@warren/sdk against a real server', () => {
     expect(first && last && first.receivedAt <= last.receivedAt).toBe(true);
   });
 
+  it('runCodeStream: break and kill() end the process', async () => {
+    const run = sb.runCodeStream('import time\nprint("tick", flush=True)\ntime.sleep(3021)');
+    for await (const ev of run) {
+      expect(ev.type).toBe('stdout');
+      expect(ev.data).toMatch(/^tick/);
+      expect(ev.timestamp).toBeInstanceOf(Date);
+      break;
+    }
+    const killed = await eventually(
+      () => sb.commands.run('pgrep -f "time.slee[p](3021)" || true').then((r) => r.stdout.trim()),
+      (v) => v === '',
+    );
+    expect(killed).toBe('');
+
+    const second = sb.runCodeStream('import time\ntime.sleep(3022)', { language: 'python' });
+    await eventually(
+      () => sb.commands.run('pgrep -f "time.slee[p](3022)" || true').then((r) => r.stdout.trim()),
+      (v) => v !== '',
+    );
+    await second.kill();
+    const ex = await second.wait();
+    expect(ex.success).toBe(false);
+    expect(ex.exitCode).toBe(137);
+    const gone = await eventually(
+      () => sb.commands.run('pgrep -f "time.slee[p](3022)" || true').then((r) => r.stdout.trim()),
+      (v) => v === '',
+    );
+    expect(gone).toBe('');
+  });
+
   it('commands.run: result, CommandExitError, reject: false, callbacks, cwd and envs', async () => {
     const ok = await sb.commands.run('echo "$GREETING $WHO from $(pwd)"; echo err >&2', {
       envs: { WHO: 'sdk' },
@@ -173,6 +203,11 @@ describe('@warren/sdk against a real server', () => {
 
     const soft = await sb.commands.run('exit 4', { reject: false });
     expect(soft.exitCode).toBe(4);
+    let settled = false;
+    await sb.commands.run('true').finally(() => {
+      settled = true;
+    });
+    expect(settled).toBe(true);
 
     const out: string[] = [];
     const timed = await sb.commands.run('echo a; sleep 30', {
@@ -283,6 +318,15 @@ describe('@warren/sdk against a real server', () => {
     await expect(sb.files.remove('/workspace/sdk/a.txt')).rejects.toBeInstanceOf(FileNotFoundError);
     await expect(sb.files.read('/etc/passwd')).rejects.toBeInstanceOf(PermissionDeniedError);
 
+    // Byte arrays over 4 MiB are uploaded instead of sent as base64 JSON.
+    const big = new Uint8Array(6 * 1024 * 1024).map((_, i) => (i * 7) % 251);
+    expect(await sb.files.write('/workspace/sdk/big.bin', big)).toEqual({
+      path: '/workspace/sdk/big.bin',
+      size: big.length,
+    });
+    const bigBack = await sb.files.read('/workspace/sdk/big.bin', { format: 'bytes' });
+    expect(Buffer.compare(Buffer.from(bigBack), Buffer.from(big))).toBe(0);
+
     await writeFile(join(local, 'up.txt'), 'from disk');
     await sb.files.upload(join(local, 'up.txt'), '/workspace/sdk/up.txt');
     expect(await sb.files.read('/workspace/sdk/up.txt')).toBe('from disk');
@@ -308,6 +352,15 @@ describe('@warren/sdk against a real server', () => {
     } finally {
       clearInterval(writer);
     }
+    // close() ends an iteration that is waiting for the next change.
+    const idle = await sb.files.watch('/workspace/watched');
+    const ended = (async () => {
+      const seen: string[] = [];
+      for await (const change of idle) seen.push(change.path);
+      return seen;
+    })();
+    idle.close();
+    expect(Array.isArray(await ended)).toBe(true);
   });
 
   it('pty: output, input, resize and the exit code', async () => {
@@ -332,6 +385,21 @@ describe('@warren/sdk against a real server', () => {
     const second = await sb.pty.create({ onData: (d) => chunks.push(d) });
     await second.sendInput('exit 0\n');
     expect(await second.wait()).toBe(0);
+
+    // kill() hangs the terminal up: the shell and what it runs end.
+    const third = await sb.pty.create();
+    await third.sendInput('exec sleep 3023\n');
+    await eventually(
+      () => sb.commands.run('pgrep -f "slee[p] 3023" || true').then((r) => r.stdout.trim()),
+      (v) => v !== '',
+    );
+    third.kill();
+    expect(await third.wait()).toBeUndefined();
+    const hungUp = await eventually(
+      () => sb.commands.run('pgrep -f "slee[p] 3023" || true').then((r) => r.stdout.trim()),
+      (v) => v === '',
+    );
+    expect(hungUp).toBe('');
   });
 
   it('env: set, get, update, delete, setAll, clear, and commands see them', async () => {
@@ -369,9 +437,15 @@ describe('@warren/sdk against a real server', () => {
     }
   });
 
-  it('pause, resume, setTimeout and kill', async () => {
+  it('pause, resume, setTimeout, refreshToken and kill', async () => {
     const s = await Sandbox.create({ ...conn, template: 'base' });
     try {
+      const before = s.accessToken;
+      await new Promise((r) => setTimeout(r, 1100)); // tokens carry whole-second issue times
+      await s.refreshToken();
+      expect(s.accessToken).not.toBe(before);
+      expect(await s.files.exists('/workspace')).toBe(true);
+
       await s.files.write('/workspace/keep.txt', 'kept');
       await s.pause();
       expect(s.info.status).toBe('paused');

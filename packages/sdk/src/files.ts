@@ -261,8 +261,14 @@ export class Files {
       );
       return { path: r.path, size: r.size };
     }
-    const source = data instanceof Uint8Array ? [data] : toAsyncIterable(data);
-    return this.#uploadStream(path, source as AsyncIterable<Uint8Array>, options);
+    const source =
+      data instanceof Uint8Array
+        ? (async function* () {
+            // Slices share the array's memory: nothing is copied.
+            for (let at = 0; at < data.byteLength; at += 1024 * 1024) yield data.subarray(at, at + 1024 * 1024);
+          })()
+        : toAsyncIterable(data);
+    return this.#uploadStream(path, source, options);
   }
 
   /**
