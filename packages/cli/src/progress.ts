@@ -46,14 +46,14 @@ export class Progress {
     this.#draw();
   }
 
-  /** Ends the display with a final line (the status line is replaced). */
-  done(text: string): void {
+  /** Ends the display, replacing the status line with a final line when one is given. */
+  done(text?: string): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#clear();
     if (this.#partial !== '') this.#stream.write(`${this.#partial}\n`);
     this.#partial = '';
-    this.#stream.write(`${text}\n`);
+    if (text !== undefined) this.#stream.write(`${text}\n`);
   }
 
   /** Time since the display started, formatted. */

@@ -38,7 +38,7 @@ async function upload(
     '/v1/templates/files/upload-link',
     { body: { files_hash: plan.filesHash, content_length: size } },
   );
-  const what = `${plan.sources.join(', ')} (${plan.files} files, ${formatBytes(plan.bytes)})`;
+  const what = `${plan.sources.join(', ')} (${plan.files} file${plan.files === 1 ? '' : 's'}, ${formatBytes(plan.bytes)})`;
   if (link.present || !link.upload_url) {
     progress.log(`files ${what} already on the server\n`);
     return;
@@ -207,7 +207,7 @@ On success the template id is printed on stdout. Ctrl-C stops watching; the buil
         if (o.json) outJSON(final);
         else if (process.exitCode !== 1) out(final.template_id);
       } catch (err) {
-        progress.done('');
+        progress.done();
         throw err;
       } finally {
         await rm(scratch, { recursive: true, force: true });
