@@ -4,7 +4,7 @@
  * archived with skopeo (tests/e2e/oci-fixture.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -517,5 +517,76 @@ describe.runIf(hasTools && isRoot)('OCI images from a registry and from archives
       const err = await errorOf(importImageArchive('oci:tampered:multi', { cacheDir: newCache(), archiveDir }));
       expect(err.code).toBe('DIGEST_MISMATCH');
     });
+  });
+});
+
+describe.runIf(isRoot)('hand-made docker save archives', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warren-oci-docker-archive-test-'));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+
+  /** A legacy `docker save` tar: `<id>/layer.tar` members, a repeated layer stored once behind a symlink. */
+  async function writeDockerArchive(name: string, options: { configName?: (hex: string) => string } = {}) {
+    const layer = writeTar([{ path: 'hello.txt', content: 'hello from a docker archive\n' }]);
+    const diffId = `sha256:${sha(layer)}`;
+    const config = JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['FROM_ARCHIVE=1'], WorkingDir: '/srv' },
+      rootfs: { type: 'layers', diff_ids: [diffId, diffId] },
+    });
+    const configName = options.configName?.(sha(config)) ?? `${sha(config)}.json`;
+    const manifest = [
+      { Config: configName, RepoTags: ['example/app:1'], Layers: ['aaa/layer.tar', 'bbb/layer.tar'] },
+      { Config: configName, RepoTags: ['example/evil:1'], Layers: ['aaa/layer.tar', 'evil/layer.tar'] },
+    ];
+    const archive = writeTar([
+      { path: 'manifest.json', content: JSON.stringify(manifest) },
+      { path: configName, content: config },
+      { path: 'aaa/layer.tar', content: layer },
+      { path: 'bbb/layer.tar', type: 'symlink', linkPath: '../aaa/layer.tar' },
+      { path: 'evil/layer.tar', type: 'symlink', linkPath: '../../../../../etc/passwd' },
+    ]);
+    await writeFile(join(dir, name), archive);
+  }
+
+  it('follows symlinked layers inside the archive and checks them against the diff ids', async () => {
+    await writeDockerArchive('app.tar');
+    const image = await importImageArchive('docker-archive:app.tar:example/app:1', {
+      cacheDir: join(dir, 'cache'),
+      archiveDir: dir,
+    });
+    expect(await readFile(join(image.rootfs, 'hello.txt'), 'utf8')).toBe('hello from a docker archive\n');
+    expect(image.config).toEqual({ env: ['FROM_ARCHIVE=1'], workingDir: '/srv' });
+    const ambiguous = await errorOf(
+      importImageArchive('docker-archive:app.tar', { cacheDir: join(dir, 'cache'), archiveDir: dir }),
+    );
+    expect(ambiguous.code).toBe('INVALID_REFERENCE');
+    expect(ambiguous.message).toContain('example/app:1');
+  });
+
+  it('never resolves a member symlink outside the archive', async () => {
+    await writeDockerArchive('evil.tar');
+    const err = await errorOf(
+      importImageArchive('docker-archive:evil.tar:example/evil:1', { cacheDir: join(dir, 'cache'), archiveDir: dir }),
+    );
+    expect(err.code).toBe('INVALID_IMAGE');
+    expect(err.message).toContain('evil/layer.tar');
+  });
+
+  it('refuses a config whose content does not match the digest it is named by', async () => {
+    await writeDockerArchive('renamed.tar', {
+      configName: (hex) => `${hex.replace(/^./, hex[0] === 'a' ? 'b' : 'a')}.json`,
+    });
+    const err = await errorOf(
+      importImageArchive('docker-archive:renamed.tar:example/app:1', { cacheDir: join(dir, 'cache'), archiveDir: dir }),
+    );
+    expect(err.code).toBe('DIGEST_MISMATCH');
   });
 });
