@@ -256,6 +256,23 @@ describe('applyLayer', () => {
     expect(err.code).toBe('TOO_LARGE');
   });
 
+  it('reports a truncated or garbled layer as an invalid image, wherever it breaks', async () => {
+    const tar = writeTar([
+      { path: 'dir/', type: 'directory' },
+      { path: 'dir/file', content: 'x'.repeat(1500) },
+      { path: `long/${'p'.repeat(120)}`, content: 'long' },
+    ]);
+    // Cuts inside headers (100, 700, 2600), file data (1200, 2100) and a pax record (3100).
+    for (const cut of [100, 700, 1200, 2100, 2600, 3100]) {
+      await rm(root, { recursive: true, force: true });
+      await mkdir(root);
+      const err = await errorOf(apply(tar.subarray(0, cut)));
+      expect(err.code, `cut at ${cut}`).toBe('INVALID_IMAGE');
+    }
+    const garbage = Buffer.alloc(4096, 0x41);
+    expect((await errorOf(apply(garbage))).code).toBe('INVALID_IMAGE');
+  });
+
   it('reports corrupt gzip as an invalid image', async () => {
     const data = gzipSync(writeTar([{ path: 'a', content: 'a'.repeat(5000) }]));
     data[data.length - 30]! ^= 0xff;
