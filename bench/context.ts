@@ -30,7 +30,7 @@ export const SCALES: Record<string, Scale> = {
   full: {
     name: 'full',
     createN: 100,
-    firstResultN: 30,
+    firstResultN: 20,
     execN: 1000,
     bursts: [10, 50, 100],
     densityMax: 500,

@@ -42,6 +42,37 @@ function hostOpenFileLimit(): Promise<number> {
   });
 }
 
+/** Whether `path` is a mount point in the server's mount namespace (mountinfo field 5, octal escapes decoded). */
+async function isMountPoint(path: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of info.split('\n')) {
+    const mountPoint = line.split(' ')[4];
+    if (mountPoint === undefined) continue;
+    if (mountPoint.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8))) === path) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * With WARREN_PROFILE_BOOT=1, writes how long each boot phase took to stderr
+ * (one line per boot); otherwise does nothing.
+ */
+function bootPhases(sandboxId: string): { mark: (phase: string) => void } {
+  if (process.env.WARREN_PROFILE_BOOT !== '1') return { mark: () => undefined };
+  let last = performance.now();
+  const parts: string[] = [];
+  return {
+    mark(phase) {
+      const now = performance.now();
+      parts.push(`${phase}=${(now - last).toFixed(1)}`);
+      last = now;
+      if (phase === 'agent-ready') process.stderr.write(`[boot-profile] ${sandboxId} ${parts.join(' ')} ms\n`);
+    },
+  };
+}
+
 /** Polls the agent's /health over its unix socket until it answers 200. */
 async function waitForAgent(socketPath: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -100,6 +131,7 @@ export class ContainerDriver implements Driver {
     const rootfs = join(dir, 'rootfs');
     const upper = join(dir, 'upper');
     const runDir = join(dir, 'run');
+    const phases = bootPhases(spec.sandboxId);
     try {
       for (const d of [upper, join(dir, 'work'), rootfs, runDir]) await mkdir(d, { recursive: true });
       await chown(upper, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
@@ -122,6 +154,7 @@ export class ContainerDriver implements Driver {
         maxOpenFiles: await hostOpenFileLimit(),
       });
       await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+      phases.mark('config');
       await run([
         'mount',
         '-t',
@@ -131,6 +164,7 @@ export class ContainerDriver implements Driver {
         `lowerdir=${spec.templateRootfs},upperdir=${upper},workdir=${join(dir, 'work')}`,
         rootfs,
       ]);
+      phases.mark('mount');
       try {
         // The container's own stdout/stderr (warren-init and the agent) go to agent.log.
         await runLogged(
@@ -142,13 +176,17 @@ export class ContainerDriver implements Driver {
         await run(['umount', '-l', rootfs], { allowFailure: true });
       }
       const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
+      phases.mark('crun-create');
       await this.options.network.attach(
         pid,
         this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
         spec.internetAccess,
       );
+      phases.mark('network');
       await run(this.crun('start', spec.sandboxId));
+      phases.mark('crun-start');
       await waitForAgent(this.agentSocket(spec.sandboxId), this.options.bootTimeoutMs);
+      phases.mark('agent-ready');
     } catch (err) {
       await this.destroy(spec.sandboxId, spec.addressIndex);
       throw err;
@@ -164,7 +202,9 @@ export class ContainerDriver implements Driver {
     const dir = this.dir(sandboxId);
     await run(this.crun('delete', '--force', sandboxId), { allowFailure: true });
     await this.options.network.detach(this.options.network.address(addressIndex, this.veth(addressIndex)));
-    await run(['umount', '-l', join(dir, 'rootfs')], { allowFailure: true });
+    // Boot unmounts the root at once; only a boot cut short leaves it mounted.
+    if (await isMountPoint(join(dir, 'rootfs')))
+      await run(['umount', '-l', join(dir, 'rootfs')], { allowFailure: true });
     await this.killCgroup(sandboxId);
     for (const controller of CGROUP_CONTROLLERS) {
       // A cgroup directory can only be removed with rmdir (crun normally removed it already).
@@ -173,12 +213,34 @@ export class ContainerDriver implements Driver {
     await rm(join(dir, 'run', 'agent.sock'), { force: true });
   }
 
+  /**
+   * Freezes every process of the sandbox through its v1 freezer cgroup and
+   * waits until the kernel reports FROZEN — what `crun pause` does, without
+   * starting a process (crun reads the same file for the container's state).
+   */
   async pause(sandboxId: string): Promise<void> {
-    await run(this.crun('pause', sandboxId));
+    const state = `${this.cgroup('freezer', sandboxId)}/freezer.state`;
+    await writeFile(state, 'FROZEN');
+    for (let attempt = 0; ; attempt++) {
+      const now = (await readFile(state, 'utf8')).trim();
+      if (now === 'FROZEN') return;
+      if (attempt >= 2000) {
+        await writeFile(state, 'THAWED').catch(() => undefined);
+        throw new Error(`sandbox ${sandboxId}: freezer stuck in ${now}`);
+      }
+      // FREEZING: a task is still on its way to the refrigerator; writing FROZEN again retries it.
+      await new Promise((r) => setTimeout(r, attempt < 20 ? 0 : 5));
+      await writeFile(state, 'FROZEN');
+    }
   }
 
+  /** Thaws the sandbox's freezer cgroup (what `crun resume` does). */
   async resume(sandboxId: string): Promise<void> {
-    await run(this.crun('resume', sandboxId));
+    await writeFile(`${this.cgroup('freezer', sandboxId)}/freezer.state`, 'THAWED');
+  }
+
+  private cgroup(controller: string, sandboxId: string): string {
+    return `/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`;
   }
 
   async setInternetAccess(addressIndex: number, allowed: boolean): Promise<void> {
@@ -196,7 +258,7 @@ export class ContainerDriver implements Driver {
    * frozen tasks cannot die) and waits until it is empty.
    */
   private async killCgroup(sandboxId: string): Promise<void> {
-    const cgroup = (controller: string) => `/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`;
+    const cgroup = (controller: string) => this.cgroup(controller, sandboxId);
     await writeFile(`${cgroup('freezer')}/freezer.state`, 'THAWED').catch(() => undefined);
     for (let attempt = 0; attempt < 250; attempt++) {
       const procs = await readFile(`${cgroup('pids')}/cgroup.procs`, 'utf8').catch(() => '');

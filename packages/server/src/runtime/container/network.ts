@@ -1,3 +1,4 @@
+import { access } from 'node:fs/promises';
 import { run } from '../../internal/exec.ts';
 
 /**
@@ -18,6 +19,14 @@ export interface SandboxAddress {
   gateway: string;
   prefix: number;
   hostVeth: string;
+}
+
+/** Whether a network interface of that name exists in the host's namespace. */
+function linkExists(name: string): Promise<boolean> {
+  return access(`/sys/class/net/${name}`).then(
+    () => true,
+    () => false,
+  );
 }
 
 function baseOctets(cidr: string): [number, number] {
@@ -101,10 +110,17 @@ table ip ${table}_nat {
    */
   async attach(pid: number, addr: SandboxAddress, internetAccess: boolean): Promise<void> {
     const { bridge } = this.config;
-    await run(['ip', 'link', 'delete', addr.hostVeth], { allowFailure: true });
-    await run(['ip', 'link', 'add', addr.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(pid)]);
+    // A veth of that name left by a sandbox that died with the server goes first (absent normally).
+    if (await linkExists(addr.hostVeth)) await run(['ip', 'link', 'delete', addr.hostVeth], { allowFailure: true });
+    // One `ip` process for the host side (each process costs milliseconds on a busy host).
     await run(['ip', '-batch', '-'], {
-      input: `link set ${addr.hostVeth} master ${bridge}\nlink set ${addr.hostVeth} type bridge_slave isolated on\nlink set ${addr.hostVeth} up\n`,
+      input: [
+        `link add ${addr.hostVeth} type veth peer name eth0 netns ${pid}`,
+        `link set ${addr.hostVeth} master ${bridge}`,
+        `link set ${addr.hostVeth} type bridge_slave isolated on`,
+        `link set ${addr.hostVeth} up`,
+        '',
+      ].join('\n'),
     });
     await run(['nsenter', '-t', String(pid), '-n', 'ip', '-batch', '-'], {
       input: [
@@ -127,7 +143,8 @@ table ip ${table}_nat {
   /** Removes what `attach` left on the host side (the veth dies with its namespace; this covers the rest). */
   async detach(addr: SandboxAddress): Promise<void> {
     await this.setEgress(addr.ip, false);
-    await run(['ip', 'link', 'delete', addr.hostVeth], { allowFailure: true });
+    // The host end normally died with the container's netns already.
+    if (await linkExists(addr.hostVeth)) await run(['ip', 'link', 'delete', addr.hostVeth], { allowFailure: true });
   }
 
   /** Host-side veth names currently on the bridge. */
