@@ -46,6 +46,17 @@ function allowsHttp(host: string, insecure: readonly string[]): boolean {
   return isLoopbackHost(host) || insecure.includes(host);
 }
 
+/**
+ * Whether a redirect or token realm named by the registry at `registryHost`
+ * may be fetched: https, or http to a host allowed plain http; and a loopback
+ * host only when the registry itself is on loopback (a remote registry cannot
+ * point the server at its own local services).
+ */
+export function mayFollow(url: URL, registryHost: string, insecure: readonly string[]): boolean {
+  const schemeOk = url.protocol === 'https:' || (url.protocol === 'http:' && allowsHttp(url.host, insecure));
+  return schemeOk && (!isLoopbackHost(url.host) || isLoopbackHost(registryHost));
+}
+
 interface Challenge {
   scheme: string;
   params: Map<string, string>;
@@ -126,10 +137,7 @@ class RegistryClient {
       await response.body?.cancel();
       if (!location) throw new ImageError(ImageErrorCode.UNREACHABLE, `${this.where}: redirect without a location`);
       const next = new URL(location, current);
-      if (
-        next.protocol !== 'https:' &&
-        !(next.protocol === 'http:' && allowsHttp(next.host, this.options.insecureRegistries))
-      ) {
+      if (!mayFollow(next, this.ref.apiHost, this.options.insecureRegistries)) {
         throw new ImageError(
           ImageErrorCode.UNREACHABLE,
           `${this.where}: refusing a redirect to ${next.protocol}//${next.host}`,
@@ -185,10 +193,7 @@ class RegistryClient {
     } catch {
       throw new ImageError(ImageErrorCode.UNAUTHORIZED, `${this.where}: the registry's token realm is not a URL`);
     }
-    if (
-      realm.protocol !== 'https:' &&
-      !(realm.protocol === 'http:' && allowsHttp(realm.host, this.options.insecureRegistries))
-    ) {
+    if (!mayFollow(realm, this.ref.apiHost, this.options.insecureRegistries)) {
       throw new ImageError(
         ImageErrorCode.UNAUTHORIZED,
         `${this.where}: refusing the token realm ${realm.protocol}//${realm.host}`,

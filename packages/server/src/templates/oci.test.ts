@@ -37,7 +37,7 @@ import {
   parseImageReference,
   pullImage,
 } from './oci.ts';
-import { parseChallenge } from './oci-registry.ts';
+import { isLoopbackHost, mayFollow, parseChallenge } from './oci-registry.ts';
 
 const hasTools = ['docker-registry', 'umoci', 'skopeo', 'openssl'].every(
   (name) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', name]).status === 0,
@@ -100,6 +100,22 @@ describe('parseChallenge', () => {
       error: 'insufficient_scope',
     });
     expect(parseChallenge('Basic realm="a \\"quoted\\" realm"')?.params.get('realm')).toBe('a "quoted" realm');
+  });
+});
+
+describe('mayFollow', () => {
+  it('lets a registry send the client only to https, to hosts allowed http, and to loopback only from loopback', () => {
+    const follow = (url: string, registry: string, insecure: string[] = []) =>
+      mayFollow(new URL(url), registry, insecure);
+    expect(follow('https://cdn.example.com/blob', 'registry.example.com')).toBe(true);
+    expect(follow('http://cdn.example.com/blob', 'registry.example.com')).toBe(false);
+    expect(follow('http://cdn.example.com/blob', 'registry.example.com', ['cdn.example.com'])).toBe(true);
+    expect(follow('http://127.0.0.1:5000/blob', '127.0.0.1:5001')).toBe(true);
+    expect(follow('http://127.0.0.1:8080/token', 'registry.example.com')).toBe(false);
+    expect(follow('https://localhost/token', 'registry.example.com')).toBe(false);
+    expect(follow('http://[::1]:80/x', 'registry.example.com')).toBe(false);
+    expect(isLoopbackHost('127.1.2.3:99')).toBe(true);
+    expect(isLoopbackHost('128.0.0.1')).toBe(false);
   });
 });
 
