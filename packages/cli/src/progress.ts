@@ -17,9 +17,17 @@ export class Progress {
   #timer: NodeJS.Timeout | undefined;
   #partial = '';
 
-  constructor(stream: NodeJS.WriteStream = process.stderr) {
+  readonly #statusLines: boolean;
+
+  /**
+   * @param options.statusLines when stderr is not a terminal, write status changes as lines
+   *   (`false`: only on a terminal, for short operations). @default true
+   */
+  constructor(options: { stream?: NodeJS.WriteStream; statusLines?: boolean } = {}) {
+    const stream = options.stream ?? process.stderr;
     this.#stream = stream;
     this.#tty = stream.isTTY === true;
+    this.#statusLines = options.statusLines ?? true;
     if (this.#tty) {
       this.#timer = setInterval(() => this.#draw(), 100);
       this.#timer.unref();
@@ -31,7 +39,7 @@ export class Progress {
     if (text === this.#status) return;
     this.#status = text;
     if (this.#tty) this.#draw();
-    else this.#stream.write(`==> ${text}\n`);
+    else if (this.#statusLines) this.#stream.write(`==> ${text}\n`);
   }
 
   /** Writes log text (may hold partial lines; they are completed by later calls). */

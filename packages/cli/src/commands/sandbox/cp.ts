@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -11,6 +11,7 @@ import type { Context } from '../../context.ts';
 import { APIError, CLIError } from '../../errors.ts';
 import { say } from '../../output.ts';
 import { type CopyOperand, formatBytes, formatDuration, parseCopyOperand } from '../../parse.ts';
+import { Progress } from '../../progress.ts';
 
 type Remote = Extract<CopyOperand, { kind: 'remote' }>;
 
@@ -36,27 +37,50 @@ function fromSDK(err: unknown): unknown {
 
 async function upload(ctx: Context, from: string, to: Remote): Promise<number> {
   let name = 'stdin';
+  let total: number | undefined;
   if (from !== '-') {
     const st = await stat(from).catch((err: NodeJS.ErrnoException) => {
       throw new CLIError(`${from}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
     });
     if (st.isDirectory()) throw new CLIError(`${from} is a directory; cp copies single files (tar it first)`);
     name = basename(from);
+    total = st.size;
   }
   // A destination ending in / is a directory: keep the file's name.
   const path = to.path.endsWith('/') ? `${to.path}${name}` : to.path;
   const sandbox = await connect(ctx, to.sandboxId);
-  const r =
-    from === '-'
-      ? await sandbox.files.write(path, process.stdin as AsyncIterable<Uint8Array>)
-      : await sandbox.files.upload(from, path);
+  const source = from === '-' ? process.stdin : createReadStream(from, { highWaterMark: 64 * 1024 });
+  const r = await sandbox.files.write(path, meter(source, total, 'uploading'));
   return r.size;
+}
+
+/** Passes a stream through, showing bytes moved on a terminal (nothing otherwise). */
+async function* meter(
+  source: AsyncIterable<Uint8Array>,
+  total: number | undefined,
+  verb: string,
+): AsyncGenerator<Uint8Array> {
+  const progress = new Progress({ statusLines: false });
+  let moved = 0;
+  try {
+    for await (const chunk of source) {
+      moved += chunk.byteLength;
+      const share = total ? ` of ${formatBytes(total)} (${Math.floor((moved / total) * 100)}%)` : '';
+      progress.status(`${verb} ${formatBytes(moved)}${share}`);
+      yield chunk;
+    }
+  } finally {
+    progress.done();
+  }
 }
 
 async function download(ctx: Context, from: Remote, to: string): Promise<number> {
   const sandbox = await connect(ctx, from.sandboxId);
   const stream = await sandbox.files.read(from.path, { format: 'stream' });
-  const body = Readable.fromWeb(stream as unknown as WebReadableStream<Uint8Array>);
+  const body = Readable.from(
+    meter(Readable.fromWeb(stream as unknown as WebReadableStream<Uint8Array>), undefined, 'downloading'),
+    { objectMode: false },
+  );
   let bytes = 0;
   const count = new Transform({
     transform(chunk: Buffer, _enc, done) {

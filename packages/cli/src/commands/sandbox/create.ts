@@ -3,6 +3,7 @@ import type { SandboxInfo } from '../../client.ts';
 import type { Context } from '../../context.ts';
 import { out, outJSON, say } from '../../output.ts';
 import { formatDuration, parseDurationSeconds, parseKeyValue } from '../../parse.ts';
+import { Progress } from '../../progress.ts';
 
 export function registerCreate(parent: Command, ctx: Context): void {
   parent
@@ -23,14 +24,21 @@ export function registerCreate(parent: Command, ctx: Context): void {
       }) => {
         const started = Date.now();
         const byId = /^\d+$/.test(o.template);
-        const sb = await ctx.client().request<SandboxInfo & { auth_token?: string }>('POST', '/v1/sandboxes', {
-          body: {
-            ...(byId ? { template_id: o.template } : { template_name: o.template }),
-            internet_access: o.internet,
-            ...(o.timeout === undefined ? {} : { timeout_seconds: o.timeout }),
-            ...(o.env === undefined ? {} : { env_vars: o.env }),
-          },
-        });
+        const progress = new Progress({ statusLines: false });
+        progress.status(`creating a sandbox from ${o.template}`);
+        let sb: SandboxInfo & { auth_token?: string };
+        try {
+          sb = await ctx.client().request<SandboxInfo & { auth_token?: string }>('POST', '/v1/sandboxes', {
+            body: {
+              ...(byId ? { template_id: o.template } : { template_name: o.template }),
+              internet_access: o.internet,
+              ...(o.timeout === undefined ? {} : { timeout_seconds: o.timeout }),
+              ...(o.env === undefined ? {} : { env_vars: o.env }),
+            },
+          });
+        } finally {
+          progress.done();
+        }
         say(
           `created ${sb.id} from ${sb.template_name ?? o.template} (${sb.status}) in ${formatDuration(Date.now() - started)}`,
         );
