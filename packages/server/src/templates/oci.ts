@@ -151,8 +151,9 @@ export function parseImageReference(ref: string, defaultRegistry: string | null)
 
 /**
  * Pulls `ref` from its registry and returns it flattened into a cached root
- * filesystem. The manifest is always fetched (a tag can move); the layers only
- * when the manifest's digest is not cached yet.
+ * filesystem. The manifest is always fetched (a tag can move, and so the
+ * registry checks the credentials of every pull, even of a cached image); the
+ * layers only when the manifest's digest is not cached yet.
  *
  * @example
  * const image = await pullImage('127.0.0.1:5000/tools/busybox:1', { cacheDir: '/var/cache/warren/images', onLog: console.error });
