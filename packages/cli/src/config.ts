@@ -16,6 +16,7 @@ export interface ClientConfig {
   readonly sources: Readonly<{ url: ConfigSource; apiKey: ConfigSource | 'none' }>;
 }
 
+/** Where a setting came from. */
 export type ConfigSource = 'flag' | 'env' | 'file' | 'default';
 
 /** The config file: `{ "url": "...", "apiKey": "..." }`. */
@@ -24,6 +25,7 @@ export const configFileSchema = z.strictObject({
   apiKey: z.string().min(1).optional(),
 });
 
+/** A validated config file. */
 export type ConfigFile = z.infer<typeof configFileSchema>;
 
 /**

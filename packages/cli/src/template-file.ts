@@ -104,7 +104,9 @@ export const templateFileSchema = z
     if (t.ready && !t.start) ctx.addIssue({ code: 'custom', path: ['ready'], message: '"ready" needs "start"' });
   });
 
+/** A validated `warren.template.json`. */
 export type TemplateFile = z.infer<typeof templateFileSchema>;
+/** One step of a template file. */
 export type TemplateStep = TemplateFile['steps'][number];
 
 /**

@@ -34,6 +34,7 @@ export function serverEnv(o: ServerOptions): Record<string, string> {
   return env;
 }
 
+/** `warren server`: runs the server in a child process with flags mapped to `WARREN_*` variables. */
 export function registerServer(program: Command): void {
   program
     .command('server')

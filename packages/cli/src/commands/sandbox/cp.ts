@@ -107,6 +107,7 @@ async function download(ctx: Context, from: Remote, to: string): Promise<number>
   return bytes;
 }
 
+/** `warren sandbox cp <source> <destination>`: one file either way, streamed. */
 export function registerCopy(parent: Command, ctx: Context): void {
   parent
     .command('cp')

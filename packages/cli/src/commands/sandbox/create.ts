@@ -5,6 +5,7 @@ import { out, outJSON, say } from '../../output.ts';
 import { formatDuration, parseDurationSeconds, parseKeyValue } from '../../parse.ts';
 import { Progress } from '../../progress.ts';
 
+/** `warren sandbox create`: prints the new sandbox's id (or `--json` object) on stdout. */
 export function registerCreate(parent: Command, ctx: Context): void {
   parent
     .command('create')

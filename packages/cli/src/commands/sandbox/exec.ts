@@ -12,6 +12,7 @@ interface ExecOptions {
   background?: boolean;
 }
 
+/** `warren sandbox exec <id> <command...>`: streamed over `/commands/stream`; the CLI exits with the command's code. */
 export function registerExec(parent: Command, ctx: Context): void {
   parent
     .command('exec')

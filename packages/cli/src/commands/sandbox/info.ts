@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Context } from '../../context.ts';
 import { fields, out, outJSON } from '../../output.ts';
 
+/** `warren sandbox info <id> [--json]`. */
 export function registerInfo(parent: Command, ctx: Context): void {
   parent
     .command('info')

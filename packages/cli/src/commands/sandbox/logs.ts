@@ -47,6 +47,7 @@ async function follow(agent: AgentClient, processId: string, followOn: boolean):
   }
 }
 
+/** `warren sandbox logs <id> [process] [-f]`: background processes and their output. */
 export function registerLogs(parent: Command, ctx: Context): void {
   parent
     .command('logs')

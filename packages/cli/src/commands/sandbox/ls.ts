@@ -5,6 +5,7 @@ import { ago, out, outJSON, table } from '../../output.ts';
 
 const STATUSES = ['creating', 'running', 'paused', 'stopped', 'error'];
 
+/** `warren sandbox ls [--status] [--json]`: every sandbox of the key, all pages. */
 export function registerList(parent: Command, ctx: Context): void {
   parent
     .command('ls')

@@ -39,6 +39,7 @@ export function parseListeningPorts(procNet: string): ListeningPort[] {
   return [...found.entries()].sort((a, b) => a[0] - b[0]).map(([port, address]) => ({ port, address }));
 }
 
+/** `warren sandbox ports <id> [--token] [--json]`: listening ports and their preview URLs. */
 export function registerPorts(parent: Command, ctx: Context): void {
   parent
     .command('ports')

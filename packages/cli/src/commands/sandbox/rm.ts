@@ -3,6 +3,7 @@ import type { Context } from '../../context.ts';
 import { describeError } from '../../errors.ts';
 import { say } from '../../output.ts';
 
+/** `warren sandbox rm <ids...> | --all`: deletes sandboxes; one failure does not stop the others. */
 export function registerRemove(parent: Command, ctx: Context): void {
   parent
     .command('rm')

@@ -8,6 +8,7 @@ import { say } from '../../output.ts';
 /** Exit status when the connection ends without the shell's exit status (like ssh). */
 const LOST_CONNECTION_EXIT = 255;
 
+/** `warren sandbox shell <id>`: an interactive terminal over the agent's `/terminal` WebSocket. */
 export function registerShell(parent: Command, ctx: Context): void {
   parent
     .command('shell')

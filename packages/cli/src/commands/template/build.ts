@@ -113,6 +113,7 @@ async function watch(
   }
 }
 
+/** `warren template build [dir]`: uploads, starts the build and shows its progress until it ends. */
 export function registerTemplateBuild(parent: Command, ctx: Context): void {
   parent
     .command('build')

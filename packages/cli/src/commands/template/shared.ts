@@ -37,7 +37,9 @@ export interface BuildStatus {
 /** Build statuses after which nothing changes. */
 export const TERMINAL_STATUSES = new Set(['active', 'success', 'failed', 'error']);
 
+/** How often build status and logs are polled. */
 export const POLL_MS = 1000;
+/** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A template by name or id. @throws APIError 404 */
