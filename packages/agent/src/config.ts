@@ -28,6 +28,8 @@ export interface AgentConfig {
   readonly maxOutputBytes: number;
   /** Largest request body accepted. @default 64 MiB */
   readonly maxBodyBytes: number;
+  /** Largest `/files/upload` body (streamed to disk, not held in memory). @default 4 GiB */
+  readonly maxUploadBytes: number;
   /** Base environment of the template, applied below the global and request env. */
   readonly templateEnv: Readonly<Record<string, string>>;
   /** Output kept per stream per background process. @default 256 KiB */
@@ -89,6 +91,7 @@ const envSchema = z.object({
   WARREN_AGENT_WORKDIR: absolutePath.default('/workspace'),
   WARREN_AGENT_MAX_OUTPUT_BYTES: byteCount(4 * MiB),
   WARREN_AGENT_MAX_BODY_BYTES: byteCount(64 * MiB),
+  WARREN_AGENT_MAX_UPLOAD_BYTES: byteCount(4096 * MiB),
   WARREN_TEMPLATE_ENV: templateEnvSchema.optional(),
   WARREN_START_CMD: z.string().optional(),
   WARREN_READY_CHECK: z
@@ -150,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     readyCheck: e.WARREN_READY_CHECK ?? null,
     maxOutputBytes: e.WARREN_AGENT_MAX_OUTPUT_BYTES,
     maxBodyBytes: e.WARREN_AGENT_MAX_BODY_BYTES,
+    maxUploadBytes: e.WARREN_AGENT_MAX_UPLOAD_BYTES,
     templateEnv: Object.freeze({ ...(e.WARREN_TEMPLATE_ENV ?? {}) }),
     backgroundOutputBytes: e.WARREN_AGENT_BACKGROUND_OUTPUT_BYTES,
     processHistory: e.WARREN_AGENT_PROCESS_HISTORY,

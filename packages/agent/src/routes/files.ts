@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   ErrorCode,
   fileListQuerySchema,
@@ -11,15 +15,72 @@ import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { limitedRequest, parseWith, readJson, readQuery } from '../http/body.ts';
+import { multipartBoundary, type PartSink, readMultipart } from '../http/multipart.ts';
 
 function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
-async function partText(part: unknown): Promise<string | undefined> {
-  if (typeof part === 'string') return part;
-  return part instanceof Blob ? await part.text() : undefined;
+/** Largest text field of an upload (the `path`). */
+const MAX_FIELD_BYTES = 64 * 1024;
+
+interface ReceivedUpload {
+  fields: Map<string, string>;
+  /** The first `file` part, stored in a temporary file. */
+  file: { name: string; tempPath: string } | undefined;
+  /** Removes the temporary file if it is still there. */
+  discard: () => Promise<void>;
+}
+
+/** Reads a multipart upload: text fields into memory (bounded), the `file` part into a temporary file. */
+async function receiveUpload(body: ReadableStream<Uint8Array> | null, boundary: string): Promise<ReceivedUpload> {
+  const tempPath = join(tmpdir(), `.warren-upload-${randomBytes(12).toString('hex')}`);
+  const fields = new Map<string, string>();
+  let file: ReceivedUpload['file'];
+  let handle: FileHandle | undefined;
+  const discard = async () => {
+    await handle?.close().catch(() => undefined);
+    await rm(tempPath, { force: true });
+  };
+  try {
+    if (!body) throw new ServiceError(ErrorCode.INVALID_REQUEST, 'Invalid multipart body: empty');
+    await readMultipart(body, boundary, async (part) => {
+      if (part.name === 'file' && file === undefined) {
+        file = { name: part.filename ?? '', tempPath };
+        handle = await open(tempPath, 'wx', 0o600);
+        return fileSink(handle);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      return {
+        write: async (chunk) => {
+          size += chunk.length;
+          if (size > MAX_FIELD_BYTES)
+            throw new ServiceError(ErrorCode.INVALID_REQUEST, `Invalid ${part.name}: too long`);
+          chunks.push(chunk);
+        },
+        end: async () => {
+          if (!fields.has(part.name)) fields.set(part.name, Buffer.concat(chunks).toString('utf8'));
+        },
+      };
+    });
+  } catch (err) {
+    await discard();
+    throw err;
+  }
+  return { fields, file, discard };
+}
+
+/** Writes a part's bytes to an open file (closed by `discard`, or by the upload once it is stored). */
+function fileSink(handle: FileHandle): PartSink {
+  return {
+    write: async (chunk) => {
+      let off = 0;
+      while (off < chunk.length) off += (await handle.write(chunk, off)).bytesWritten;
+    },
+    end: async () => undefined,
+  };
 }
 
 /** `/files/*`: the files API over the allowed roots (PROTOCOL §8.4). */
@@ -72,25 +133,22 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
   });
 
   app.post('/files/upload', async (c) => {
-    if (!/^multipart\/form-data\b/i.test(c.req.header('content-type') ?? '')) {
+    const contentType = c.req.header('content-type') ?? '';
+    if (!/^multipart\/form-data\b/i.test(contentType)) {
       throw new ServiceError(ErrorCode.INVALID_REQUEST, 'Invalid request: expected a multipart/form-data body');
     }
-    const { request, exceeded } = limitedRequest(c, config.maxBodyBytes);
-    let form: FormData;
+    // Streamed: the file part goes to a temporary file as it arrives, so an upload's size is bounded by
+    // WARREN_AGENT_MAX_UPLOAD_BYTES and the disk, not by the agent's memory.
+    const { request } = limitedRequest(c, config.maxUploadBytes);
+    const received = await receiveUpload(request.body, multipartBoundary(contentType));
     try {
-      form = await request.formData();
-    } catch (err) {
-      if (exceeded()) {
-        throw new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${config.maxBodyBytes} bytes`);
-      }
-      throw new ServiceError(ErrorCode.INVALID_REQUEST, `Invalid multipart body: ${(err as Error).message}`);
+      const { path } = parseWith(uploadFieldsSchema, { path: received.fields.get('path') });
+      if (!received.file)
+        throw new ServiceError(ErrorCode.INVALID_REQUEST, 'Invalid file: the "file" part is required');
+      return c.json(await files.upload(path, received.file));
+    } finally {
+      await received.discard();
     }
-    const { path } = parseWith(uploadFieldsSchema, { path: await partText(form.get('path')) });
-    const part: unknown = form.get('file');
-    const blob = typeof part === 'string' ? new Blob([part]) : part instanceof Blob ? part : undefined;
-    if (!blob) throw new ServiceError(ErrorCode.INVALID_REQUEST, 'Invalid file: the "file" part is required');
-    const name = part instanceof File ? part.name : '';
-    return c.json(await files.upload(path, { name, stream: blob.stream() }));
   });
 
   return app;

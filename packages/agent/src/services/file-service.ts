@@ -1,9 +1,7 @@
-import { createWriteStream, type Stats } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { chmod, copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import {
   ErrorCode,
   type FileEntry,
@@ -268,7 +266,7 @@ export class FileService {
    * existing directory, the file keeps its own name inside it.
    * @throws {ServiceError} `PATH_NOT_ALLOWED`, `INVALID_REQUEST` (no usable file name).
    */
-  async upload(raw: string, file: { name: string; stream: ReadableStream<Uint8Array> }): Promise<FileOpResult> {
+  async upload(raw: string, file: { name: string; tempPath: string }): Promise<FileOpResult> {
     let path = await this.#guard.resolve(raw);
     const intoDir = raw.endsWith('/') || (await stat(path).catch(() => undefined))?.isDirectory() === true;
     if (intoDir) {
@@ -281,8 +279,12 @@ export class FileService {
     let size: number;
     try {
       await mkdir(posix.dirname(path), { recursive: true });
-      const source = Readable.fromWeb(file.stream as unknown as WebReadableStream<Uint8Array>);
-      await pipeline(source, createWriteStream(path, { mode: 0o644 }));
+      await chmod(file.tempPath, 0o644);
+      // Same filesystem (the sandbox root) normally: a rename, no copy.
+      await rename(file.tempPath, path).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EXDEV') throw err;
+        await copyFile(file.tempPath, path);
+      });
       size = (await stat(path)).size;
     } catch (err) {
       throw fsError(err, raw);
