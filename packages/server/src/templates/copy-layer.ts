@@ -20,11 +20,13 @@ import {
   symlinkSync,
   unlinkSync,
 } from 'node:fs';
-import { chmod, lchown, link, lutimes, rm } from 'node:fs/promises';
+import { chmod, lchown, link, lutimes, open, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Parser, type ReadEntry } from 'tar';
+import { createGunzip } from 'node:zlib';
 import { lookupInStack, resolveInStack } from './layer-stack.ts';
+import { readTar, type TarEntry, type TarEntryType } from './oci-tar.ts';
 
 export class CopyStepError extends Error {}
 
@@ -114,9 +116,22 @@ export function mapEntry(
   return undefined;
 }
 
-async function readEntries(tarball: string, onEntry: (e: ReadEntry) => void): Promise<void> {
-  const parser = new Parser({ strict: true, onReadEntry: onEntry });
-  await pipeline(createReadStream(tarball), parser);
+/** The entries of the uploaded tarball (gzip-compressed or not), read with Warren's own tar reader. */
+async function* readEntries(tarball: string): AsyncGenerator<TarEntry> {
+  const head = Buffer.alloc(2);
+  const fh = await open(tarball, 'r');
+  try {
+    await fh.read(head, 0, 2, 0);
+  } finally {
+    await fh.close();
+  }
+  const raw = createReadStream(tarball);
+  const source = head[0] === 0x1f && head[1] === 0x8b ? raw.pipe(createGunzip()) : raw;
+  try {
+    yield* readTar(source);
+  } finally {
+    raw.destroy();
+  }
 }
 
 /**
@@ -130,35 +145,27 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
   const destExisting = await lookupInStack(o.lower, resolvedDest);
   const isSourceDir = new Map<string, boolean>();
 
-  // Pass 1: list and validate every entry; decide where each one goes. (Nothing may throw inside the
-  // parser's callback: the first problem is kept and reported once the archive was read.)
-  const kinds = new Map<string, string>();
+  // Pass 1: list and validate every entry; decide where each one goes.
+  const kinds = new Map<string, TarEntryType>();
   const links = new Map<string, string>();
-  let invalid: CopyStepError | undefined;
   try {
-    await readEntries(o.tarball, (e) => {
-      e.resume();
-      if (invalid) return;
-      const p = safeEntryPath(e.path);
-      if (p === undefined) {
-        invalid = new CopyStepError(`COPY: tarball entry '${e.path}' escapes the build context`);
-        return;
-      }
-      kinds.set(p, e.type);
-      if (e.type === 'Link') {
-        const target = safeEntryPath(e.linkpath ?? '');
+    for await (const { header: h } of readEntries(o.tarball)) {
+      const p = safeEntryPath(h.path);
+      if (p === undefined) throw new CopyStepError(`COPY: tarball entry '${h.path}' escapes the build context`);
+      kinds.set(p, h.type);
+      if (h.type === 'hardlink') {
+        const target = safeEntryPath(h.linkPath);
         if (target === undefined) {
-          invalid = new CopyStepError(`COPY: hard link '${e.path}' points outside the build context`);
-          return;
+          throw new CopyStepError(`COPY: hard link '${h.path}' points outside the build context`);
         }
         links.set(p, target);
       }
-      if (e.type === 'Directory') isSourceDir.set(p, true);
-    });
+      if (h.type === 'directory') isSourceDir.set(p, true);
+    }
   } catch (err) {
+    if (err instanceof CopyStepError) throw err;
     throw new CopyStepError(`COPY: cannot read the uploaded files: ${(err as Error).message}`);
   }
-  if (invalid) throw invalid;
 
   const sourceIsDir = o.sources.some((s) => {
     const src = safeEntryPath(s.replace(/\/+$/, '')) ?? '';
@@ -179,10 +186,10 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
     if (target === undefined) continue;
     if (target !== base && !target.startsWith(`${base === '/' ? '' : base}/`))
       throw new CopyStepError(`COPY: entry '${p}' would land outside ${o.dest}`);
-    if (!['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'].includes(type)) {
+    if (!['file', 'directory', 'symlink', 'hardlink'].includes(type)) {
       throw new CopyStepError(`COPY: entry '${p}' has an unsupported type (${type})`);
     }
-    if (type === 'SymbolicLink') symlinkTargets.add(target);
+    if (type === 'symlink') symlinkTargets.add(target);
     plan.set(p, { entryPath: p, target });
   }
   if (plan.size === 0) throw new CopyStepError(`COPY: no uploaded file matches ${o.sources.join(', ')}`);
@@ -228,11 +235,9 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
     ensured.add(inImage);
   };
 
-  const fixups: Array<{ host: string; mode: number; mtime: Date | undefined; symlink: boolean }> = [];
+  const fixups: Array<{ host: string; mode: number; mtime: number; symlink: boolean }> = [];
   const pendingLinks: Array<{ host: string; from: string }> = [];
-  const writes: Promise<void>[] = [];
   let bytes = 0;
-  let failure: Error | undefined;
   const remove = (host: string) => {
     try {
       const st = lstatSync(host);
@@ -244,29 +249,27 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
     return true;
   };
 
-  const handle = async (e: ReadEntry, planned: Planned): Promise<void> => {
+  const handle = async (e: TarEntry, planned: Planned): Promise<void> => {
+    const h = e.header;
     const host = join(o.layerDir, planned.target);
-    const mode = o.permissions ?? (e.mode ?? 0o644) & 0o7777;
+    const mode = o.permissions ?? h.mode;
     await ensureDir(posix.dirname(planned.target), false);
-    switch (e.type) {
-      case 'Directory':
+    switch (h.type) {
+      case 'directory':
         await ensureDir(planned.target, true);
-        fixups.push({ host, mode: o.permissions ?? (e.mode ?? 0o755) & 0o7777, mtime: e.mtime, symlink: false });
-        e.resume();
+        fixups.push({ host, mode, mtime: h.mtime, symlink: false });
         return;
-      case 'SymbolicLink':
+      case 'symlink':
         remove(host);
-        symlinkSync(e.linkpath ?? '', host);
-        fixups.push({ host, mode: 0, mtime: e.mtime, symlink: true });
-        e.resume();
+        symlinkSync(h.linkPath, host);
+        fixups.push({ host, mode: 0, mtime: h.mtime, symlink: true });
         return;
-      case 'Link':
+      case 'hardlink':
         pendingLinks.push({ host, from: join(o.layerDir, plan.get(links.get(planned.entryPath) as string)!.target) });
-        fixups.push({ host, mode, mtime: e.mtime, symlink: false });
-        e.resume();
+        fixups.push({ host, mode, mtime: h.mtime, symlink: false });
         return;
       default: {
-        bytes += e.size ?? 0;
+        bytes += h.size;
         if (bytes > o.maxBytes) throw new CopyStepError(`COPY: the files exceed ${o.maxBytes} bytes`);
         if (!remove(host)) throw new CopyStepError(`COPY: ${planned.target} is a directory`);
         const fd = openSync(
@@ -274,33 +277,18 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
           fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW,
           0o600,
         );
-        writes.push(pipeline(e, createWriteStream('', { fd })));
-        fixups.push({ host, mode, mtime: e.mtime, symlink: false });
+        await pipeline(Readable.from(e.body), createWriteStream('', { fd }));
+        fixups.push({ host, mode, mtime: h.mtime, symlink: false });
       }
     }
   };
 
-  let chain = Promise.resolve();
   try {
-    await readEntries(o.tarball, (e) => {
-      const p = safeEntryPath(e.path);
+    for await (const e of readEntries(o.tarball)) {
+      const p = safeEntryPath(e.header.path);
       const planned = p === undefined ? undefined : plan.get(p);
-      if (!planned || failure) {
-        e.resume();
-        return;
-      }
-      // Entries are handled one after another; the parser waits for each file's data to be read.
-      e.pause();
-      chain = chain.then(() =>
-        handle(e, planned).catch((err: Error) => {
-          failure ??= err;
-          e.resume();
-        }),
-      );
-    });
-    await chain;
-    await Promise.all(writes);
-    if (failure) throw failure;
+      if (planned) await handle(e, planned);
+    }
     for (const l of pendingLinks) {
       remove(l.host);
       await link(l.from, l.host);
@@ -308,7 +296,7 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
     for (const f of fixups) {
       await lchown(f.host, uid, gid);
       if (!f.symlink) await chmod(f.host, f.mode);
-      if (f.mtime) await lutimes(f.host, f.mtime, f.mtime).catch(() => undefined);
+      await lutimes(f.host, f.mtime, f.mtime).catch(() => undefined);
     }
   } catch (err) {
     await rm(o.layerDir, { recursive: true, force: true }).catch(() => undefined);
