@@ -77,6 +77,7 @@ async function main(): Promise<void> {
     store,
     driver,
     tokens,
+    sandboxes,
     log,
     cacheDir: config.cacheDir,
     dataDir: config.dataDir,

@@ -203,16 +203,16 @@ export class SandboxService {
   }
 
   /**
-   * Boots one warm-pool sandbox of a template: no owner, no egress, agent up.
-   * It stays `creating` (unclaimable) until booted, then becomes `pooled`.
+   * Inserts a sandbox owned by an internal key (warm pool, template builds):
+   * no per-key limit, no timeout, no env vars; it starts as `creating`.
    */
-  async bootPooled(template: TemplateRow): Promise<void> {
-    const inserted = this.store.insertSandbox(
+  insertInternal(templateId: string, apiKeyId: string, internetAccess: boolean) {
+    return this.store.insertSandbox(
       {
         id: newSandboxId(),
-        templateId: template.id,
-        apiKeyId: POOL_KEY_ID,
-        internetAccess: false,
+        templateId,
+        apiKeyId,
+        internetAccess,
         region: null,
         envVars: {},
         timeoutSeconds: null,
@@ -221,6 +221,14 @@ export class SandboxService {
       },
       { maxAddressIndex: MAX_ADDRESS_INDEX, maxSandboxes: Number.MAX_SAFE_INTEGER },
     );
+  }
+
+  /**
+   * Boots one warm-pool sandbox of a template: no owner, no egress, agent up.
+   * It stays `creating` (unclaimable) until booted, then becomes `pooled`.
+   */
+  async bootPooled(template: TemplateRow): Promise<void> {
+    const inserted = this.insertInternal(template.id, POOL_KEY_ID, false);
     if (!inserted.ok) return;
     const row = inserted.sandbox;
     try {

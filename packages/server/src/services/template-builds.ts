@@ -17,7 +17,6 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { type BuildRequest, type BuildStep, ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
 import { streamAgentCommand } from '../internal/agent-stream.ts';
-import { MAX_ADDRESS_INDEX } from '../runtime/container/network.ts';
 import type { Driver } from '../runtime/driver.ts';
 import { type ApiKeyRow, BUILD_KEY_ID, type Store, type TemplateRow } from '../store/store.ts';
 import { BaseImageError, resolveBaseImage } from '../templates/base-images.ts';
@@ -26,8 +25,7 @@ import { CopyStepError, copyIntoLayer } from '../templates/copy-layer.ts';
 import { resolveOwner } from '../templates/layer-stack.ts';
 import { fillRuntimeLayer, LayerCache, layerKey, MAX_LOWERDIR_CHARS } from '../templates/layers.ts';
 import type { ImageOptions } from '../templates/oci.ts';
-import type { Logger } from './sandboxes.ts';
-import { newSandboxId } from './sandboxes.ts';
+import type { Logger, SandboxService } from './sandboxes.ts';
 import type { TokenService } from './tokens.ts';
 
 const execFileAsync = promisify(execFile);
@@ -43,6 +41,7 @@ export interface TemplateBuildServiceOptions {
   store: Store;
   driver: Driver;
   tokens: TokenService;
+  sandboxes: SandboxService;
   log: Logger;
   cacheDir: string;
   dataDir: string;
@@ -428,20 +427,7 @@ export class TemplateBuildService {
     log: (line: string) => Promise<void>,
   ): Promise<undefined> {
     const { store, driver, tokens } = this.o;
-    const inserted = store.insertSandbox(
-      {
-        id: newSandboxId(),
-        templateId: row.id,
-        apiKeyId: BUILD_KEY_ID,
-        internetAccess: true,
-        region: null,
-        envVars: {},
-        timeoutSeconds: null,
-        expiresAt: null,
-        createdAt: Date.now(),
-      },
-      { maxAddressIndex: MAX_ADDRESS_INDEX, maxSandboxes: Number.MAX_SAFE_INTEGER },
-    );
+    const inserted = this.o.sandboxes.insertInternal(row.id, BUILD_KEY_ID, true);
     if (!inserted.ok) throw new BuildStepError('no network address left for a build sandbox');
     // It stays `creating`: a restart cleans up such a sandbox instead of adopting it.
     const sb = inserted.sandbox;
