@@ -336,7 +336,8 @@ describe('@warren/sdk against a real server', () => {
 
   it('files.watch reports changes; leaving the loop closes the watch', async () => {
     await sb.files.makeDir('/workspace/watched');
-    const watch = await sb.files.watch('/workspace/watched');
+    const watch = sb.files.watch('/workspace/watched');
+    await watch.ready();
     let n = 0;
     // The agent starts watching after the socket opens and sends no acknowledgement: write until a change shows.
     const writer = setInterval(() => {
@@ -353,7 +354,7 @@ describe('@warren/sdk against a real server', () => {
       clearInterval(writer);
     }
     // close() ends an iteration that is waiting for the next change.
-    const idle = await sb.files.watch('/workspace/watched');
+    const idle = sb.files.watch('/workspace/watched');
     const ended = (async () => {
       const seen: string[] = [];
       for await (const change of idle) seen.push(change.path);

@@ -167,20 +167,37 @@ function toAsyncIterable(data: ReadableStream<Uint8Array> | AsyncIterable<Uint8A
  * or aborting `signal` stops watching.
  */
 export class FileWatch implements AsyncIterable<FileChange> {
-  readonly #frames: FrameStream;
+  readonly #frames: Promise<FrameStream>;
+  #closed = false;
 
   /** @internal */
-  constructor(frames: FrameStream) {
+  constructor(frames: Promise<FrameStream>) {
     this.#frames = frames;
+    frames.then(
+      (f) => {
+        if (this.#closed) f.close();
+      },
+      () => undefined,
+    );
+  }
+
+  /** Resolves once the watch is connected; rejects when it cannot be (e.g. `SandboxNotRunningError`). */
+  async ready(): Promise<void> {
+    await this.#frames;
   }
 
   /** Stops watching. */
   close(): void {
-    this.#frames.close();
+    this.#closed = true;
+    this.#frames.then(
+      (f) => f.close(),
+      () => undefined,
+    );
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<FileChange> {
-    for await (const frame of this.#frames) {
+    const frames = await this.#frames;
+    for await (const frame of frames) {
       if (frame.type === 'error') {
         throw new StreamError(String(frame.error ?? 'watch failed'), frame.code as string | undefined);
       }
@@ -400,12 +417,12 @@ export class Files {
   }
 
   /**
-   * Watches a directory tree for changes.
+   * Watches a directory tree for changes (recursively). The agent sends no
+   * acknowledgement, so changes made right after `ready()` may still be missed.
    * @example
-   * for await (const change of await sandbox.files.watch('/workspace')) console.log(change.event, change.path);
+   * for await (const change of sandbox.files.watch('/workspace')) console.log(change.event, change.path);
    */
-  async watch(path = '/workspace', options: RequestOptions = {}): Promise<FileWatch> {
-    const frames = await this.#agent.stream('/files/watch', [{ action: 'watch', path }], requestOptions(options));
-    return new FileWatch(frames);
+  watch(path = '/workspace', options: RequestOptions = {}): FileWatch {
+    return new FileWatch(this.#agent.stream('/files/watch', [{ action: 'watch', path }], requestOptions(options)));
   }
 }
