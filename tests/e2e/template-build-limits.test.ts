@@ -27,7 +27,12 @@ describe('template build limits, restarts and pooled user templates', () => {
       ...net,
       apiKey: 'wrn_test_limits_key_0123456789',
       // `pooledapp` does not exist yet: the pool fills once a build makes it active.
-      env: { WARREN_POOL: 'pooledapp=1', WARREN_BUILD_STEP_TIMEOUT_SECONDS: '3', WARREN_BUILD_TIMEOUT_SECONDS: '8' },
+      env: {
+        WARREN_POOL: 'pooledapp=1',
+        WARREN_BUILD_STEP_TIMEOUT_SECONDS: '3',
+        WARREN_BUILD_TIMEOUT_SECONDS: '8',
+        WARREN_IMAGE_REGISTRIES: 'registry.example.invalid',
+      },
     });
 
   const finished = async (id: string) => {
@@ -73,6 +78,19 @@ describe('template build limits, restarts and pooled user templates', () => {
     expect(s.error_message).toBe('build exceeded its 8 s limit');
     expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
   }, 60_000);
+
+  it('pulls only from the registries WARREN_IMAGE_REGISTRIES allows', async () => {
+    const r = await api<{ build_id: string }>('POST', '/v1/templates/build', {
+      name: 'not-allowed',
+      from_image: '127.0.0.1:5999/team/app:1',
+      steps: [],
+    });
+    const s = await finished(r.body.build_id);
+    expect(s.status).toBe('failed');
+    expect(s.error_message).toBe(
+      'registry 127.0.0.1:5999 is not allowed on this server (WARREN_IMAGE_REGISTRIES: registry.example.invalid)',
+    );
+  });
 
   it('a build interrupted by a server crash is reported failed after the restart, with nothing left running', async () => {
     const r = await api<{ build_id: string }>('POST', '/v1/templates/build', {

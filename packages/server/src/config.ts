@@ -62,6 +62,8 @@ const schema = z.object({
   WARREN_BUILD_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   /** Registry short image names (`python:3.11`) are pulled from; `none` = short names are not pulled. */
   WARREN_IMAGE_DEFAULT_REGISTRY: z.string().default('docker.io'),
+  /** Registries (as written in image references, comma-separated) builds may pull from; unset = any. */
+  WARREN_IMAGE_REGISTRIES: z.string().optional(),
   /** Registries (`host[:port]`, comma-separated) reached over plain HTTP; loopback ones always are. */
   WARREN_IMAGE_INSECURE_REGISTRIES: z.string().default(''),
   /** Directory `oci:`, `oci-archive:` and `docker-archive:` base images are read from (default `<data dir>/images`). */
@@ -97,6 +99,7 @@ export type Config = Readonly<{
   buildConcurrency: number;
   imageDefaultRegistry: string | null;
   imageInsecureRegistries: readonly string[];
+  imageRegistries: readonly string[] | undefined;
   imageImportDir: string;
 }>;
 
@@ -147,5 +150,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .map((s) => s.trim())
       .filter(Boolean),
     imageImportDir: e.WARREN_IMAGE_IMPORT_DIR ?? join(e.WARREN_DATA_DIR, 'images'),
+    imageRegistries: e.WARREN_IMAGE_REGISTRIES?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
   });
 }

@@ -92,6 +92,7 @@ async function main(): Promise<void> {
       insecureRegistries: config.imageInsecureRegistries,
       archiveDir: config.imageImportDir,
     },
+    allowedRegistries: config.imageRegistries,
     onActivated: (id) => void pool.templateActivated(id).catch((err: Error) => log.error(`warm pool: ${err.message}`)),
     onDeleted: (id) => void pool.templateDeleted(id).catch((err: Error) => log.error(`warm pool: ${err.message}`)),
   });

@@ -57,6 +57,8 @@ export interface TemplateBuildServiceOptions {
   maxConcurrentBuilds: number;
   /** Registry and archive settings for `from_image`. */
   image: Omit<ImageOptions, 'signal' | 'onLog' | 'credentials'>;
+  /** Registries builds may pull from; undefined = any. */
+  allowedRegistries?: readonly string[] | undefined;
   /** Told when a build made a template active (the warm pool replaces its sandboxes). */
   onActivated?: (templateId: string) => void;
   /** Told when a template was deleted. */
@@ -293,6 +295,7 @@ export class TemplateBuildService {
           return t && t.id !== row.id ? t : undefined;
         },
         cacheDir: this.o.cacheDir,
+        allowedRegistries: this.o.allowedRegistries,
         image: { ...this.o.image, ...(req.registryCredentials ? { credentials: req.registryCredentials } : {}) },
         onLog: (line) => void log(line),
         signal: controller.signal,

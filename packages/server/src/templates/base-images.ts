@@ -181,6 +181,8 @@ function baseFromImage(image: MaterializedImage, what: string): BaseImage {
 
 export interface ResolveBaseOptions {
   findTemplate: (name: string) => TemplateRow | undefined;
+  /** Registries (as written in references) builds may pull from; undefined = any. */
+  allowedRegistries?: readonly string[] | undefined;
   cacheDir: string;
   image: ImageOptions;
   onLog: (line: string) => void;
@@ -222,6 +224,11 @@ export async function resolveBaseImage(fromImage: string, o: ResolveBaseOptions)
 
   const equivalent = debianEquivalent(fromImage);
   const ref = parseImageReference(fromImage, o.image.defaultRegistry ?? null);
+  if (ref && o.allowedRegistries && !o.allowedRegistries.includes(ref.registry)) {
+    throw new BaseImageError(
+      `registry ${ref.registry} is not allowed on this server (WARREN_IMAGE_REGISTRIES: ${o.allowedRegistries.join(', ')})`,
+    );
+  }
   if (ref) {
     try {
       return baseFromImage(await pullImage(fromImage, imageOptions), 'registry image');
