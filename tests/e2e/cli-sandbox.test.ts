@@ -75,9 +75,16 @@ describe('warren sandbox (real binary, real server)', () => {
     expect(r.stdout).toBe('hello-out\n');
     expect(r.stderr).toContain('to-err\n');
     expect(r.code).toBe(7);
-    const ok = await warren(['sandbox', 'exec', id, '-e', 'X=42', '-w', '/tmp', '--', 'echo $X $(pwd)']);
+    const ok = await warren(['sandbox', 'exec', '-e', 'X=42', '-w', '/tmp', id, 'echo', '$X', '$(pwd)']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toBe('42 /tmp\n');
+    // Everything after the id belongs to the command, options included; `--` is optional.
+    const dashes = await warren(['sandbox', 'exec', id, 'ls', '-ld', '/tmp']);
+    expect(dashes.code).toBe(0);
+    expect(dashes.stdout).toMatch(/^drwxrwxrwt .* \/tmp\n$/);
+    const none = await warren(['sandbox', 'exec', id, '--']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no command given/);
     const killed = await warren(['sandbox', 'exec', id, '--', 'kill -9 $$']);
     expect(killed.code).toBe(137);
   });
@@ -229,7 +236,7 @@ describe('warren sandbox (real binary, real server)', () => {
     });
     expect(noKey.code).toBe(1);
     expect(noKey.stderr).toMatch(/no API key/);
-    const wrongKey = await warren(['sandbox', 'ls', '--api-key', 'wrn_wrong_key_value']);
+    const wrongKey = await warren(['--api-key', 'wrn_wrong_key_value', 'sandbox', 'ls']);
     expect(wrongKey.code).toBe(1);
     expect(wrongKey.stderr).toMatch(/Invalid API key \(INVALID_TOKEN, req_[0-9a-f]+\)/);
     expect(wrongKey.stderr).not.toMatch(/\n\s+at /);

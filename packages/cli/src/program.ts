@@ -25,6 +25,7 @@ Configuration (first found wins):
      (default ~/.config/warren/config.json), JSON: { "url": "http://127.0.0.1:8080", "apiKey": "wrn_live_…" }
   4. default URL http://127.0.0.1:8080
 
+Global options go before the command: warren --url http://host:8080 sandbox ls
 Output: results (ids, tables, --json) go to stdout; messages and progress to stderr.
 Errors print "message (code, request id)" and exit 1 (--debug adds the stack).`;
 
@@ -41,6 +42,8 @@ export function buildProgram(options: { env?: NodeJS.ProcessEnv } = {}): { progr
     .option('--config <file>', 'config file [env: WARREN_CONFIG] (default: ~/.config/warren/config.json)')
     .option('--debug', 'print stack traces and where the config came from')
     .exitOverride()
+    // Global options go before the verb; this lets `exec` hand everything after the sandbox id to the command.
+    .enablePositionalOptions()
     .showSuggestionAfterError()
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
     .addHelpText('after', CONFIG_HELP);
@@ -48,7 +51,11 @@ export function buildProgram(options: { env?: NodeJS.ProcessEnv } = {}): { progr
 
   registerServer(program);
 
-  const sandbox = program.command('sandbox').alias('sb').description('create, use and remove sandboxes');
+  const sandbox = program
+    .command('sandbox')
+    .alias('sb')
+    .description('create, use and remove sandboxes')
+    .enablePositionalOptions();
   registerCreate(sandbox, ctx);
   registerList(sandbox, ctx);
   registerInfo(sandbox, ctx);

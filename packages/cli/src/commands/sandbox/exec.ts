@@ -18,20 +18,24 @@ export function registerExec(parent: Command, ctx: Context): void {
     .command('exec')
     .description('run a command in a sandbox (bash -c "<command...>"), streaming its output; exits with its exit code')
     .argument('<id>', 'sandbox id')
-    .argument('<command...>', 'command line; words are joined with spaces (put -- before a command with options)')
+    .argument('<command...>', 'command line; words are joined with spaces (options of exec go before the id)')
+    .passThroughOptions()
     .option('-e, --env <KEY=VALUE>', 'environment variable for this command (repeatable)', parseKeyValue)
     .option('-w, --workdir <dir>', "working directory inside the sandbox (default: the template's, /workspace)")
     .option('--timeout <duration>', 'kill the command after this long (at most 1h)', parseDurationSeconds, 600)
     .option('--background', 'start it in the background and print its process id (see `warren sandbox logs`)')
     .addHelpText(
       'after',
-      "\nExample:\n  warren sandbox exec sb_123 -- ls -la /workspace\n  warren sandbox exec sb_123 'echo $HOME | tr a-z A-Z'",
+      "\nExamples:\n  warren sandbox exec sb_123 ls -la /workspace\n  warren sandbox exec -e A=1 -w /tmp sb_123 'echo $A $(pwd)'\n  warren sandbox exec sb_123 -- -weird-name   (-- before a command that starts with a dash)",
     )
     .action(async (id: string, words: string[], o: ExecOptions) => {
+      // Everything after the id is the command; a leading `--` only separates it.
+      const command = words[0] === '--' ? words.slice(1) : words;
+      if (command.length === 0) throw new CLIError('no command given');
       const agent = await ctx.client().agent(id);
       const body = {
         command: 'bash',
-        args: ['-c', words.join(' ')],
+        args: ['-c', command.join(' ')],
         timeout: o.timeout,
         ...(o.workdir === undefined ? {} : { workdir: o.workdir }),
         ...(o.env === undefined ? {} : { env: o.env }),
