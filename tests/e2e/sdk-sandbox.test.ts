@@ -379,6 +379,7 @@ describe('@warren/sdk against a real server', () => {
     expect(out).toContain('pty-42');
     expect(out).toContain('45 123');
     await pty.sendInput('exit 7\n');
+    expect(await pty.wait()).toBe(7);
     await reading;
     expect(pty.exitCode).toBe(7);
 

@@ -25,6 +25,10 @@ export class Pty implements AsyncIterable<string> {
   #exitCode: number | undefined;
   #iterating = false;
   #pump: Promise<number | undefined> | undefined;
+  #endIteration: () => void = () => undefined;
+  readonly #iterationEnded = new Promise<void>((resolve) => {
+    this.#endIteration = resolve;
+  });
 
   /** @internal */
   constructor(frames: FrameStream, onData: ((data: string) => void) | undefined) {
@@ -60,7 +64,7 @@ export class Pty implements AsyncIterable<string> {
   }
 
   async #untilDone(): Promise<number | undefined> {
-    while (!this.#frames.done) await new Promise((r) => setTimeout(r, 20));
+    await this.#iterationEnded;
     return this.#exitCode;
   }
 
@@ -91,6 +95,7 @@ export class Pty implements AsyncIterable<string> {
       }
     } finally {
       if (this.#exitCode === undefined) this.kill();
+      this.#endIteration();
     }
   }
 }
