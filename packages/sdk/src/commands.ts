@@ -48,8 +48,7 @@ export class CommandHandle implements AsyncIterable<OutputEvent>, PromiseLike<Co
    */
   wait(): Promise<CommandResult> {
     this.#result ??= this.#run.then(async (run) => {
-      const o = await run.wait();
-      const result: CommandResult = { ...o };
+      const result = await run.wait();
       if (this.#reject && result.exitCode !== 0) throw new CommandExitError(this.command, result);
       return result;
     });

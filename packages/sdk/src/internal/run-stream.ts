@@ -1,4 +1,4 @@
-import { APIConnectionError, StreamError } from '../errors.ts';
+import { APIConnectionError, type CommandResult, StreamError } from '../errors.ts';
 import type { Frame, FrameStream } from './ws.ts';
 
 /** A chunk of output from a running command or code stream. */
@@ -11,16 +11,8 @@ export interface OutputEvent {
   timestamp: Date;
 }
 
-/** How a streamed run ended. */
-export interface RunOutcome {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  killed: boolean;
-  durationMs: number;
-  error: string | undefined;
-}
+/** How a streamed run ended: the fields of a command's result. */
+export type RunOutcome = CommandResult;
 
 /** Callbacks a streamed run calls for each chunk. */
 export interface OutputCallbacks {
