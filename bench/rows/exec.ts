@@ -53,6 +53,10 @@ export async function execRoundTrip(ctx: BenchContext, sb: Sandbox, raw: Created
     };
     if (r.exit_code !== 0) throw new Error(`exit ${r.exit_code}`);
   });
+  // The same hop with no work behind it: what the gateway and the agent's HTTP layer cost alone.
+  const health = await repeat(n, async () => {
+    await agentJSON(ctx.api, raw, 'GET', '/health');
+  });
   const code = await repeat(n, async () => {
     const r = await sb.runCode('1');
     if (r.exit_code !== 0) throw new Error(`exit ${r.exit_code}`);
@@ -88,6 +92,15 @@ export async function execRoundTrip(ctx: BenchContext, sb: Sandbox, raw: Created
       errors: rawCmd.errors,
       floor: { name: 'bare `crun exec true`', stats: crunExec },
       target: target(rawStats.p50),
+    },
+    {
+      section: 3,
+      name: 'GET /health of the agent (no work: gateway + agent HTTP alone)',
+      via: 'HTTP keep-alive',
+      unit: 'ms',
+      stats: summarize(health.samples),
+      errors: health.errors,
+      floor: { name: 'host fork/exec of `true`', stats: fork },
     },
     {
       section: 3,

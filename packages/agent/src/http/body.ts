@@ -39,33 +39,27 @@ export async function readBodyBytes(c: AppContext, maxBytes: number): Promise<Bu
 }
 
 /**
- * The request with its body stream capped at `maxBytes`, for parsers that read
- * the stream themselves (multipart). `exceeded()` tells whether the cap was hit.
+ * The request body as raw bytes, capped at `maxBytes`: straight from Node's
+ * request when the agent runs on `@hono/node-server` (no web-stream copies),
+ * else the web body (in-process `app.request()`).
+ * @throws {ServiceError} `PAYLOAD_TOO_LARGE` (declared or counted) past the limit.
  */
-export function limitedRequest(c: AppContext, maxBytes: number): { request: Request; exceeded: () => boolean } {
+export async function* cappedBody(c: AppContext, maxBytes: number): AsyncGenerator<Uint8Array> {
   checkDeclaredLength(c, maxBytes);
-  const raw = c.req.raw;
+  const incoming = (c.env as { incoming?: AsyncIterable<Uint8Array> & { readableDidRead?: boolean } } | undefined)
+    ?.incoming;
+  const source: AsyncIterable<Uint8Array> | null =
+    incoming && incoming.readableDidRead === false ? incoming : c.req.raw.body;
+  if (!source) return;
   let size = 0;
-  let over = false;
-  const counter = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      size += chunk.byteLength;
-      if (size > maxBytes) {
-        over = true;
-        controller.error(tooLarge(maxBytes));
-        return;
-      }
-      controller.enqueue(chunk);
-    },
-  });
-  const body = raw.body ? raw.body.pipeThrough(counter) : null;
-  const request = new Request(raw.url, {
-    method: raw.method,
-    headers: raw.headers,
-    body,
-    duplex: 'half',
-  } as RequestInit);
-  return { request, exceeded: () => over };
+  const it = source[Symbol.asyncIterator]();
+  for (;;) {
+    const { done, value } = await it.next();
+    if (done) return;
+    size += value.byteLength;
+    if (size > maxBytes) throw tooLarge(maxBytes);
+    yield value;
+  }
 }
 
 /** The first validation issue, phrased with the field it is about. */

@@ -48,7 +48,7 @@ function partInfo(headerText: string): PartInfo {
  * @throws ServiceError INVALID_REQUEST on a malformed body.
  */
 export async function readMultipart(
-  body: ReadableStream<Uint8Array>,
+  body: AsyncIterable<Uint8Array>,
   boundary: string,
   open: (part: PartInfo) => PartSink | Promise<PartSink>,
 ): Promise<void> {
@@ -57,73 +57,70 @@ export async function readMultipart(
   let buf: Buffer = Buffer.from(CRLF);
   let state: 'preamble' | 'after-delimiter' | 'headers' | 'body' | 'done' = 'preamble';
   let sink: PartSink | undefined;
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (value) buf = buf.length === 0 ? Buffer.from(value) : Buffer.concat([buf, value]);
-      for (let progressed = true; progressed && state !== 'done'; ) {
-        progressed = false;
-        if (state === 'preamble') {
-          const i = buf.indexOf(delimiter);
-          if (i >= 0) {
-            buf = buf.subarray(i + delimiter.length);
-            state = 'after-delimiter';
-            progressed = true;
-          } else if (buf.length > delimiter.length) {
-            buf = buf.subarray(buf.length - delimiter.length);
-          }
-        } else if (state === 'after-delimiter') {
-          if (buf.length < 2) break;
-          if (buf[0] === 0x2d && buf[1] === 0x2d) {
-            state = 'done';
-          } else {
-            // Transport padding (spaces/tabs) may follow a delimiter before its CRLF.
-            const eol = buf.indexOf(CRLF);
-            if (eol < 0) {
-              if (buf.length > 1024) throw invalid('no line end after a boundary');
-              break;
-            }
-            if (buf.subarray(0, eol).toString('latin1').trim() !== '') throw invalid('garbage after a boundary');
-            buf = buf.subarray(eol + 2);
-            state = 'headers';
-            progressed = true;
-          }
-        } else if (state === 'headers') {
-          const i = buf.indexOf(HEADER_END);
-          if (i < 0) {
-            if (buf.length > MAX_HEADER_BYTES) throw invalid('part headers too long');
+  // Iterated by hand: leaving early must not destroy the source (an HTTP request whose answer is still to be sent).
+  const reader = body[Symbol.asyncIterator]();
+  for (;;) {
+    const { done, value } = await reader.next();
+    if (value) buf = buf.length === 0 ? Buffer.from(value) : Buffer.concat([buf, value]);
+    for (let progressed = true; progressed && state !== 'done'; ) {
+      progressed = false;
+      if (state === 'preamble') {
+        const i = buf.indexOf(delimiter);
+        if (i >= 0) {
+          buf = buf.subarray(i + delimiter.length);
+          state = 'after-delimiter';
+          progressed = true;
+        } else if (buf.length > delimiter.length) {
+          buf = buf.subarray(buf.length - delimiter.length);
+        }
+      } else if (state === 'after-delimiter') {
+        if (buf.length < 2) break;
+        if (buf[0] === 0x2d && buf[1] === 0x2d) {
+          state = 'done';
+        } else {
+          // Transport padding (spaces/tabs) may follow a delimiter before its CRLF.
+          const eol = buf.indexOf(CRLF);
+          if (eol < 0) {
+            if (buf.length > 1024) throw invalid('no line end after a boundary');
             break;
           }
-          sink = await open(partInfo(buf.subarray(0, i).toString('utf8')));
-          buf = buf.subarray(i + HEADER_END.length);
-          state = 'body';
+          if (buf.subarray(0, eol).toString('latin1').trim() !== '') throw invalid('garbage after a boundary');
+          buf = buf.subarray(eol + 2);
+          state = 'headers';
           progressed = true;
-        } else if (state === 'body') {
-          const i = buf.indexOf(delimiter);
-          if (i >= 0) {
-            if (i > 0) await sink!.write(buf.subarray(0, i));
-            await sink!.end();
-            sink = undefined;
-            buf = buf.subarray(i + delimiter.length);
-            state = 'after-delimiter';
-            progressed = true;
-          } else if (buf.length > delimiter.length) {
-            // Everything but a possible delimiter start at the end is content.
-            const keep = delimiter.length - 1;
-            await sink!.write(buf.subarray(0, buf.length - keep));
-            buf = Buffer.from(buf.subarray(buf.length - keep));
-          }
+        }
+      } else if (state === 'headers') {
+        const i = buf.indexOf(HEADER_END);
+        if (i < 0) {
+          if (buf.length > MAX_HEADER_BYTES) throw invalid('part headers too long');
+          break;
+        }
+        sink = await open(partInfo(buf.subarray(0, i).toString('utf8')));
+        buf = buf.subarray(i + HEADER_END.length);
+        state = 'body';
+        progressed = true;
+      } else if (state === 'body') {
+        const i = buf.indexOf(delimiter);
+        if (i >= 0) {
+          if (i > 0) await sink!.write(buf.subarray(0, i));
+          await sink!.end();
+          sink = undefined;
+          buf = buf.subarray(i + delimiter.length);
+          state = 'after-delimiter';
+          progressed = true;
+        } else if (buf.length > delimiter.length) {
+          // Everything but a possible delimiter start at the end is content.
+          const keep = delimiter.length - 1;
+          await sink!.write(buf.subarray(0, buf.length - keep));
+          buf = Buffer.from(buf.subarray(buf.length - keep));
         }
       }
-      if (done) {
-        if (state !== 'done') throw invalid('the body ended before the closing boundary');
-        return;
-      }
-      // After the closing boundary: the epilogue is read to its end and ignored (the body's size cap still holds).
-      if (state === 'done') buf = Buffer.alloc(0);
     }
-  } finally {
-    reader.releaseLock();
+    if (done) {
+      if (state !== 'done') throw invalid('the body ended before the closing boundary');
+      return;
+    }
+    // After the closing boundary: the epilogue is read to its end and ignored (the body's size cap still holds).
+    if (state === 'done') buf = Buffer.alloc(0);
   }
 }

@@ -14,7 +14,7 @@ import {
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
 import type { AppEnv } from '../http/app-env.ts';
-import { limitedRequest, parseWith, readJson, readQuery } from '../http/body.ts';
+import { cappedBody, parseWith, readJson, readQuery } from '../http/body.ts';
 import { multipartBoundary, type PartSink, readMultipart } from '../http/multipart.ts';
 
 function contentDisposition(name: string): string {
@@ -34,7 +34,7 @@ interface ReceivedUpload {
 }
 
 /** Reads a multipart upload: text fields into memory (bounded), the `file` part into a temporary file. */
-async function receiveUpload(body: ReadableStream<Uint8Array> | null, boundary: string): Promise<ReceivedUpload> {
+async function receiveUpload(body: AsyncIterable<Uint8Array>, boundary: string): Promise<ReceivedUpload> {
   const tempPath = join(tmpdir(), `.warren-upload-${randomBytes(12).toString('hex')}`);
   const fields = new Map<string, string>();
   let file: ReceivedUpload['file'];
@@ -44,7 +44,6 @@ async function receiveUpload(body: ReadableStream<Uint8Array> | null, boundary: 
     await rm(tempPath, { force: true });
   };
   try {
-    if (!body) throw new ServiceError(ErrorCode.INVALID_REQUEST, 'Invalid multipart body: empty');
     await readMultipart(body, boundary, async (part) => {
       if (part.name === 'file' && file === undefined) {
         file = { name: part.filename ?? '', tempPath };
@@ -139,8 +138,7 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
     }
     // Streamed: the file part goes to a temporary file as it arrives, so an upload's size is bounded by
     // WARREN_AGENT_MAX_UPLOAD_BYTES and the disk, not by the agent's memory.
-    const { request } = limitedRequest(c, config.maxUploadBytes);
-    const received = await receiveUpload(request.body, multipartBoundary(contentType));
+    const received = await receiveUpload(cappedBody(c, config.maxUploadBytes), multipartBoundary(contentType));
     try {
       const { path } = parseWith(uploadFieldsSchema, { path: received.fields.get('path') });
       if (!received.file)

@@ -200,8 +200,11 @@ export class ContainerDriver implements Driver {
 
   async stop(sandboxId: string, addressIndex: number): Promise<void> {
     const dir = this.dir(sandboxId);
-    await run(this.crun('delete', '--force', sandboxId), { allowFailure: true });
-    await this.options.network.detach(this.options.network.address(addressIndex, this.veth(addressIndex)));
+    // Independent: the container (its netns takes eth0 and the host end along) and the egress entry.
+    await Promise.all([
+      run(this.crun('delete', '--force', sandboxId), { allowFailure: true }),
+      this.options.network.detach(this.options.network.address(addressIndex, this.veth(addressIndex))),
+    ]);
     // Boot unmounts the root at once; only a boot cut short leaves it mounted.
     if (await isMountPoint(join(dir, 'rootfs')))
       await run(['umount', '-l', join(dir, 'rootfs')], { allowFailure: true });
