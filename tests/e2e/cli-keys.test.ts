@@ -74,6 +74,38 @@ describe('warren key (real binary, real server)', () => {
     expect(again.stderr).toMatch(/RESOURCE_NOT_FOUND/);
   });
 
+  it('sandbox rm --all deletes every sandbox of the key in use, and only those', async () => {
+    const made = await warren(['key', 'create', `cli-e2e-all-${process.pid}`]);
+    expect(made.code).toBe(0);
+    const asOther = cliEnv({ WARREN_API_KEY: made.stdout.trim() });
+    const mine = await warren(['sandbox', 'create', '-t', 'base']);
+    expect(mine.code).toBe(0);
+    const keep = mine.stdout.trim();
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = await warren(['sandbox', 'create', '-t', 'base'], { env: asOther });
+        expect(r.code).toBe(0);
+        ids.push(r.stdout.trim());
+      }
+      // Each key sees only its own sandboxes.
+      const theirs = JSON.parse((await warren(['sandbox', 'ls', '--json'], { env: asOther })).stdout) as Array<{
+        id: string;
+      }>;
+      expect(theirs.map((s) => s.id).sort()).toEqual([...ids].sort());
+      const all = await warren(['sandbox', 'rm', '--all'], { env: asOther });
+      expect(all.code).toBe(0);
+      for (const id of ids) expect(all.stderr).toContain(`deleted ${id}`);
+      expect((await warren(['sandbox', 'ls', '--json'], { env: asOther })).stdout.trim()).toBe('[]');
+      const info = await warren(['sandbox', 'info', keep, '--json']);
+      expect(JSON.parse(info.stdout).status).toBe('running');
+      const id = (await list()).find((k) => k.name === `cli-e2e-all-${process.pid}`)?.id as string;
+      expect((await warren(['key', 'rm', id])).code).toBe(0);
+    } finally {
+      await warren(['sandbox', 'rm', keep]);
+    }
+  });
+
   it('validates arguments before calling the server', async () => {
     const bad = await warren(['key', 'create', 'x', '--max-sandboxes', 'many']);
     expect(bad.code).not.toBe(0);
