@@ -452,6 +452,8 @@ describe('@warren/sdk against a real server', () => {
       await s.pause();
       expect(s.info.status).toBe('paused');
       await expect(s.files.read('/workspace/keep.txt')).rejects.toBeInstanceOf(SandboxNotRunningError);
+      // WebSocket streams refused at the upgrade map to the same error.
+      await expect(s.commands.run('true').wait()).rejects.toBeInstanceOf(SandboxNotRunningError);
       await s.resume();
       expect(s.info.status).toBe('running');
       expect(await s.files.read('/workspace/keep.txt')).toBe('kept');

@@ -305,6 +305,29 @@ describe('Sandbox over an injected fetch', () => {
     expect(failing.calls).toHaveLength(1);
   });
 
+  it('refreshes a token that expires within ten minutes before the agent call', async () => {
+    const soon = { ...sandboxBody, token_expires_at: new Date(Date.now() + 5 * 60_000).toISOString() };
+    const later = new Date(Date.now() + 86_400_000).toISOString();
+    const { fetch, calls } = scripted([
+      json(201, soon),
+      json(200, { auth_token: 'fresh', token_expires_at: later }),
+      json(200, { exists: false, path: '/x' }),
+      json(200, { exists: false, path: '/x' }),
+    ]);
+    const sb = await Sandbox.create({ apiKey: 'k', baseURL: 'http://warren.test', fetch });
+    await sb.files.exists('/x');
+    await sb.files.exists('/x');
+    expect(calls.map((c) => new URL(c.url).pathname)).toEqual([
+      '/v1/sandboxes',
+      '/v1/sandboxes/sbtest/token/refresh',
+      '/files/exists',
+      '/files/exists',
+    ]);
+    expect(calls[1]?.headers['x-api-key']).toBe('k');
+    expect(calls[2]?.headers.authorization).toBe('Bearer fresh');
+    expect(sb.accessToken).toBe('fresh');
+  });
+
   it('list follows next_cursor across pages', async () => {
     const item = (id: string) => ({ ...sandboxBody, id });
     const { fetch, calls } = scripted([
