@@ -74,37 +74,27 @@ async function watch(
 ): Promise<BuildStatus | undefined> {
   let offset = 0;
   let logDone = false;
+  /** Shows what the log gained since the last read; true when there was nothing new. */
+  const readLog = async (): Promise<boolean> => {
+    const logs = await client.request<BuildLogs>(
+      'GET',
+      `/v1/templates/build/${encodeURIComponent(build.template_id)}/logs`,
+      { query: { offset: String(offset) } },
+    );
+    progress.log(logs.logs);
+    offset = logs.offset;
+    logDone = logs.complete;
+    return logs.logs === '';
+  };
   for (;;) {
-    if (!logDone) {
-      const logs = await client.request<BuildLogs>(
-        'GET',
-        `/v1/templates/build/${encodeURIComponent(build.template_id)}/logs`,
-        {
-          query: { offset: String(offset) },
-        },
-      );
-      progress.log(logs.logs);
-      offset = logs.offset;
-      logDone = logs.complete;
-    }
+    if (!logDone) await readLog();
     const st = await client.request<BuildStatus>(
       'GET',
       `/v1/templates/build/${encodeURIComponent(build.build_id)}/status`,
     );
     if (TERMINAL_STATUSES.has(st.status)) {
-      // Read what the log gained since.
-      while (!logDone) {
-        const logs = await client.request<BuildLogs>(
-          'GET',
-          `/v1/templates/build/${encodeURIComponent(build.template_id)}/logs`,
-          {
-            query: { offset: String(offset) },
-          },
-        );
-        progress.log(logs.logs);
-        offset = logs.offset;
-        logDone = logs.complete || logs.logs === '';
-      }
+      // Read what the log gained since, until it says it is complete (or has nothing more).
+      while (!logDone && !(await readLog()));
       return st;
     }
     progress.status(`building ${name} · ${st.current_step ?? st.status} · ${Math.round(st.progress)}%`);
