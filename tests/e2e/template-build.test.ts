@@ -185,6 +185,17 @@ describe('template builds through the official @hopx-ai/sdk (PROTOCOL §15 step 
     expect(changed).toContain('1 layer(s) built, 1 cached');
   }, 300_000);
 
+  it('a failing RUN step makes Template.build throw TemplateBuildError with the failing lines', async () => {
+    const failing = new Template('base').runCmd(`echo "about to fail ${run}" && exit 4`);
+    const err = await Template.build(failing, { name: `${name}-fails`, ...opts, contextPath: contextDir }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(TemplateBuildError);
+    expect((err as Error).message).toContain('RUN failed with exit status 4');
+    const failedId = (err as TemplateBuildError & { templateId?: string }).message.match(/Template ID: (\d+)/)?.[1];
+    if (failedId) await Sandbox.deleteTemplate(failedId, opts);
+  }, 120_000);
+
   it('deleteTemplate removes it and frees the name', async () => {
     const del = await Sandbox.deleteTemplate(templateID, opts);
     expect(del).toBeDefined();

@@ -21,10 +21,10 @@ import { CommandRunner } from './services/command-runner.ts';
 import { EnvStore } from './services/env-store.ts';
 import { FileService } from './services/file-service.ts';
 import { KernelService } from './services/kernel.ts';
-import { StartCommand } from './services/start-command.ts';
 import { SystemMetrics } from './services/metrics.ts';
 import { PathGuard } from './services/path-guard.ts';
 import { ProcessManager } from './services/process-manager.ts';
+import { StartCommand } from './services/start-command.ts';
 import { AgentStats } from './services/stats.ts';
 import { createUpgradeHandler } from './ws/upgrade.ts';
 

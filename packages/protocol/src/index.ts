@@ -60,22 +60,6 @@ export {
   terminalClientFrameSchema,
   uploadFieldsSchema,
 } from './agent.ts';
-export { agentErrorBody, controlErrorBody, ErrorCode, errorStatus, rfc3339, ServiceError } from './errors.ts';
-export type { SandboxTokenClaims, TokenCheck } from './token.ts';
-export { deriveSandboxKey, peekSandboxToken, signSandboxToken, verifySandboxToken } from './token.ts';
-export type { BuildRequest, BuildStatus, BuildStep, ReadyCheck } from './templates.ts';
-export {
-  BuildRequestError,
-  buildRequestSchema,
-  buildStatuses,
-  filesHashSchema,
-  MAX_BUILD_STEPS,
-  normalizeBuildRequest,
-  normalizedReadyCheckSchema,
-  normalizeReadyCheck,
-  readyCheckSchema,
-  uploadLinkRequestSchema,
-} from './templates.ts';
 export type { CreatedSandbox, ErrorEnvelope, SandboxObject, SandboxStatus, TemplateObject } from './control.ts';
 export {
   createdSandboxSchema,
@@ -96,3 +80,19 @@ export {
   tokenRefreshResponseSchema,
   uploadLinkResponseSchema,
 } from './control.ts';
+export { agentErrorBody, controlErrorBody, ErrorCode, errorStatus, rfc3339, ServiceError } from './errors.ts';
+export type { BuildRequest, BuildStatus, BuildStep, ReadyCheck } from './templates.ts';
+export {
+  BuildRequestError,
+  buildRequestSchema,
+  buildStatuses,
+  filesHashSchema,
+  MAX_BUILD_STEPS,
+  normalizeBuildRequest,
+  normalizedReadyCheckSchema,
+  normalizeReadyCheck,
+  readyCheckSchema,
+  uploadLinkRequestSchema,
+} from './templates.ts';
+export type { SandboxTokenClaims, TokenCheck } from './token.ts';
+export { deriveSandboxKey, peekSandboxToken, signSandboxToken, verifySandboxToken } from './token.ts';

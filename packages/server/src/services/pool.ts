@@ -48,7 +48,9 @@ export class WarmPool {
     for (const [name, size] of deps.sizesByName) {
       const template = this.store.findTemplate(name);
       if (!template) {
-        this.log.warn(`WARREN_POOL names template '${name}', which does not exist (yet); it is pooled once it is built`);
+        this.log.warn(
+          `WARREN_POOL names template '${name}', which does not exist (yet); it is pooled once it is built`,
+        );
         continue;
       }
       if (size > 0 && template.status === 'active') this.targets.set(template.id, size);
