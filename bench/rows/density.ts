@@ -8,6 +8,8 @@ import { crunRunFloor } from './create.ts';
 const MiB = 1024 * 1024;
 /** Never let the machine's used memory pass this share of MemTotal. */
 const MEMORY_CEILING = 0.8;
+/** Creates in flight while filling up between the timed windows. */
+const FILL_CONCURRENCY = 4;
 
 function pick<T>(items: readonly T[], k: number): T[] {
   const copy = [...items];
@@ -28,42 +30,89 @@ export async function density(ctx: BenchContext): Promise<Row[]> {
   const max = ctx.scale.densityMax;
   ctx.progress(`row 5: up to ${max} idle base sandboxes (stops before 80 % of RAM)`);
   const live: Created[] = [];
-  const creates: Array<{ liveBefore: number; ms: number }> = [];
+  /** Sequential timed creates made with `from` … `from + n - 1` sandboxes already live. */
+  const windows: Array<{ from: number; samples: number[] }> = [];
   let errors = 0;
   let stopReason = `reached ${max}`;
+  let stopped = false;
   const start = await meminfo();
-  try {
-    while (live.length < max) {
-      const now = await meminfo();
-      const perSandbox = live.length >= 5 ? (start.availableBytes - now.availableBytes) / live.length : 100 * MiB;
-      const usedAfterNext = now.totalBytes - now.availableBytes + perSandbox;
-      if (usedAfterNext > MEMORY_CEILING * now.totalBytes) {
-        stopReason = `stopped at ${live.length}: one more would pass 80 % of RAM`;
-        break;
-      }
-      try {
-        let sb: Created | undefined;
-        const ms = await timed(async () => {
-          sb = await createSandbox(ctx.api, 'base');
-          live.push(sb);
-          await agentHealth(ctx.api, sb);
-        });
-        creates.push({ liveBefore: live.length - 1, ms });
-      } catch (err) {
-        errors++;
-        ctx.progress(`  create failed at ${live.length} live: ${(err as Error).message}`);
-        if (errors > 5) {
-          stopReason = `stopped at ${live.length}: creates failing`;
-          break;
-        }
-      }
+
+  /** Whether one more sandbox fits under the ceiling (estimating its size from those made so far). */
+  const roomForOne = async (inFlight: number) => {
+    const now = await meminfo();
+    const perSandbox = live.length >= 5 ? (start.availableBytes - now.availableBytes) / live.length : 100 * MiB;
+    return now.totalBytes - now.availableBytes + perSandbox * (1 + inFlight) <= MEMORY_CEILING * now.totalBytes;
+  };
+  /** Creates one sandbox; returns its create → /health time, or undefined when it failed. */
+  const createOne = async (): Promise<number | undefined> => {
+    try {
+      let sb: Created | undefined;
+      const ms = await timed(async () => {
+        sb = await createSandbox(ctx.api, 'base');
+        live.push(sb);
+        await agentHealth(ctx.api, sb);
+      });
       if (live.length % 25 === 0) {
         const m = await meminfo();
         ctx.progress(
           `  ${live.length} live, MemAvailable ${(m.availableBytes / MiB).toFixed(0)} of ${(m.totalBytes / MiB).toFixed(0)} MiB`,
         );
       }
+      return ms;
+    } catch (err) {
+      errors++;
+      ctx.progress(`  create failed at ${live.length} live: ${(err as Error).message}`);
+      if (errors > 5) {
+        stopReason = 'stopped early: creates failing';
+        stopped = true;
+      }
+      return undefined;
     }
+  };
+  /** Fills up to `target` live sandboxes, a few creates at a time (not timed), keeping room for `reserve` more. */
+  const fillTo = async (target: number, reserve: number) => {
+    let inFlight = 0;
+    await Promise.all(
+      Array.from({ length: FILL_CONCURRENCY }, async () => {
+        while (!stopped && live.length + inFlight < target) {
+          if (!(await roomForOne(inFlight + reserve))) {
+            stopReason = 'stopped early: more would pass 80 % of RAM';
+            stopped = true;
+            return;
+          }
+          inFlight++;
+          await createOne();
+          inFlight--;
+        }
+      }),
+    );
+  };
+  /** `n` sequential timed creates (the sandboxes stay live). */
+  const timedCreates = async (n: number) => {
+    const window = { from: live.length, samples: [] as number[] };
+    for (let k = 0; k < n && errors <= 5; k++) {
+      if (!(await roomForOne(0))) {
+        stopReason = 'stopped early: more would pass 80 % of RAM';
+        stopped = true;
+        break;
+      }
+      const ms = await createOne();
+      if (ms !== undefined) window.samples.push(ms);
+    }
+    if (window.samples.length > 0) windows.push(window);
+  };
+
+  try {
+    const probes = ctx.scale.densityProbes;
+    for (const level of [10, 100]) {
+      if (level + probes > max - probes) continue;
+      await fillTo(level, probes);
+      if (stopped) break;
+      await timedCreates(probes);
+    }
+    // The last window is timed even when memory ended the fill early (the fill kept room for it).
+    await fillTo(max - probes, probes);
+    await timedCreates(probes);
     // Let boot-time allocations settle before measuring idle memory.
     await new Promise((r) => setTimeout(r, 3000));
     const after = await meminfo();
@@ -151,20 +200,14 @@ export async function density(ctx: BenchContext): Promise<Row[]> {
         note: `20 random sandboxes; RSS p50 ${summarize(rss).p50.toFixed(1)} MiB (shared pages counted whole)`,
       },
     ];
-    // Create latency with about 10, 100 and 500 sandboxes live: the creates made while that many already were.
-    const probes = ctx.scale.densityProbes;
-    const windows: Array<[number, number]> = [10, 100]
-      .filter((level) => level + probes <= top)
-      .map((level) => [level, level + probes - 1]);
-    if (top > 0 && !windows.some(([a, b]) => top - 1 >= a && top - 1 <= b))
-      windows.push([Math.max(0, top - probes), top - 1]);
-    for (const [a, b] of windows) {
+    // Create latency with about 10, 100 and the most sandboxes live: sequential creates, nothing else creating.
+    for (const w of windows) {
       rows.push({
         section: 5,
-        name: `create (cold, base) with ${a}–${b} live`,
+        name: `create (cold, base) with ${w.from}–${w.from + w.samples.length - 1} live`,
         via: 'HTTP',
         unit: 'ms',
-        stats: summarize(creates.filter((c) => c.liveBefore >= a && c.liveBefore <= b).map((c) => c.ms)),
+        stats: summarize(w.samples),
         errors: 0,
         floor: { name: 'bare `crun run true`, same rootfs', stats: runFloor },
       });
