@@ -4,10 +4,10 @@ import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { commandResponseSchema, fileListResponseSchema, fileReadResponseSchema } from '@warren/protocol';
+import { fileListResponseSchema, fileReadResponseSchema } from '@warren/protocol';
 import { z } from 'zod';
 import { requestOptions } from './client.ts';
-import { StreamError, WarrenError } from './errors.ts';
+import { StreamError } from './errors.ts';
 import type { AgentLink } from './internal/agent.ts';
 import type { RequestOptions } from './internal/http.ts';
 import type { FrameStream } from './internal/ws.ts';
@@ -49,8 +49,8 @@ export interface ReadOptions<F extends 'text' | 'bytes' | 'stream'> extends Requ
   format?: F;
 }
 
-/** Bytes per upload request. The agent reads a multipart body whole (up to 64 MiB), so larger uploads go in parts. */
-export const UPLOAD_PART_BYTES = 32 * 1024 * 1024;
+/** Time an upload may take until the agent answers (the whole body is sent first), unless `timeoutMs` says otherwise. */
+const UPLOAD_TIMEOUT_MS = 30 * 60_000;
 
 /** Byte arrays up to this size are written as base64 JSON; larger ones are uploaded. */
 const INLINE_WRITE_BYTES = 4 * 1024 * 1024;
@@ -67,62 +67,10 @@ const changeSchema = z.looseObject({
   timestamp: z.string().optional(),
 });
 
-/** Pulls bytes from an async source in pieces of at most `n` bytes, keeping what is left over. */
-class ByteSource {
-  readonly #it: AsyncIterator<Uint8Array>;
-  #left: Uint8Array | undefined;
-  #ended = false;
-
-  constructor(source: AsyncIterable<Uint8Array>) {
-    this.#it = source[Symbol.asyncIterator]();
-  }
-
-  get ended(): boolean {
-    return this.#ended && this.#left === undefined;
-  }
-
-  /** Whether more bytes follow (reads ahead one chunk). */
-  async more(): Promise<boolean> {
-    if (this.#left !== undefined) return true;
-    if (this.#ended) return false;
-    const r = await this.#it.next();
-    if (r.done) {
-      this.#ended = true;
-      return false;
-    }
-    this.#left = r.value;
-    return true;
-  }
-
-  /** A stream of the next `n` bytes (fewer at the end of the source). */
-  take(n: number): ReadableStream<Uint8Array> {
-    let remaining = n;
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
-        if (remaining === 0 || !(await this.more())) return controller.close();
-        const chunk = this.#left as Uint8Array;
-        if (chunk.byteLength <= remaining) {
-          this.#left = undefined;
-          remaining -= chunk.byteLength;
-          controller.enqueue(chunk);
-        } else {
-          this.#left = chunk.subarray(remaining);
-          controller.enqueue(chunk.subarray(0, remaining));
-          remaining = 0;
-        }
-        if (remaining === 0) controller.close();
-      },
-      cancel: async () => {
-        await this.#it.return?.();
-      },
-    });
-  }
-}
-
 /** A multipart/form-data body with parts `path` and `file`, streamed from `content`. */
 function multipart(
   path: string,
-  content: ReadableStream<Uint8Array>,
+  content: AsyncIterable<Uint8Array>,
 ): { body: ReadableStream<Uint8Array>; type: string } {
   const boundary = `warren-${randomBytes(12).toString('hex')}`;
   const enc = new TextEncoder();
@@ -133,7 +81,7 @@ function multipart(
       'Content-Type: application/octet-stream\r\n\r\n',
   );
   const tail = enc.encode(`\r\n--${boundary}--\r\n`);
-  const reader = content.getReader();
+  const reader = content[Symbol.asyncIterator]();
   let stage: 'head' | 'body' | 'done' = 'head';
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -143,7 +91,7 @@ function multipart(
         return;
       }
       if (stage === 'done') return;
-      const r = await reader.read();
+      const r = await reader.next();
       if (r.done) {
         stage = 'done';
         controller.enqueue(tail);
@@ -152,7 +100,9 @@ function multipart(
       }
       controller.enqueue(r.value);
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: async () => {
+      await reader.return?.();
+    },
   });
   return { body, type: `multipart/form-data; boundary=${boundary}` };
 }
@@ -258,7 +208,7 @@ export class Files {
 
   /**
    * Writes a file (parent directories are created). Text and small byte arrays
-   * go in one request; streams and large byte arrays are uploaded in streamed parts.
+   * go in one JSON request; streams and large byte arrays are uploaded, streamed.
    * @returns the absolute path written.
    */
   async write(path: string, data: WriteData, options: RequestOptions = {}): Promise<{ path: string; size: number }> {
@@ -320,42 +270,7 @@ export class Files {
     source: AsyncIterable<Uint8Array>,
     options: RequestOptions,
   ): Promise<{ path: string; size: number }> {
-    const bytes = new ByteSource(source);
-    const first = await this.#uploadPart(path, bytes.take(UPLOAD_PART_BYTES), options);
-    let size = first.size;
-    const dest = first.path;
-    while (await bytes.more()) {
-      const part = posix.join(
-        posix.dirname(dest),
-        `.${posix.basename(dest)}.warren-part-${randomBytes(6).toString('hex')}`,
-      );
-      const uploaded = await this.#uploadPart(part, bytes.take(UPLOAD_PART_BYTES), options);
-      const r = await this.#agent.http.json(
-        {
-          method: 'POST',
-          path: '/commands/run',
-          json: {
-            command: '/bin/sh',
-            args: ['-c', 'cat -- "$1" >> "$2" && rm -f -- "$1"', 'sh', uploaded.path, dest],
-            timeout: 600,
-          },
-          ...requestOptions(options),
-          maxRetries: 0,
-        },
-        commandResponseSchema,
-      );
-      if (r.exit_code !== 0) throw new WarrenError(`Appending an upload part to ${dest} failed: ${r.stderr.trim()}`);
-      size += uploaded.size;
-    }
-    return { path: dest, size };
-  }
-
-  async #uploadPart(
-    path: string,
-    content: ReadableStream<Uint8Array>,
-    options: RequestOptions,
-  ): Promise<{ path: string; size: number }> {
-    const { body, type } = multipart(path, content);
+    const { body, type } = multipart(path, source);
     const r = await this.#agent.http.json(
       {
         method: 'POST',
@@ -363,7 +278,7 @@ export class Files {
         body,
         headers: { 'content-type': type },
         ...requestOptions(options),
-        timeoutMs: options.timeoutMs ?? 600_000,
+        timeoutMs: options.timeoutMs ?? UPLOAD_TIMEOUT_MS,
       },
       uploadSchema,
     );

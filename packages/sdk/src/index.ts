@@ -29,7 +29,7 @@ export {
 } from './errors.ts';
 export type { CodeLanguage, Execution, Result } from './execution.ts';
 export type { FileChange, FileInfo, ReadOptions, WriteData } from './files.ts';
-export { Files, FileWatch, UPLOAD_PART_BYTES } from './files.ts';
+export { Files, FileWatch } from './files.ts';
 export type { Fetch, RequestOptions } from './internal/http.ts';
 export type { PtyOptions, PtySize } from './pty.ts';
 export { Pty, PtyApi } from './pty.ts';
