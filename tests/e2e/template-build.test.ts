@@ -147,8 +147,11 @@ describe('template builds through the official @hopx-ai/sdk (PROTOCOL §15 step 
       });
       expect(page.status).toBe(200);
       expect(await page.text()).toBe('<h1>warren template app</h1>\n');
-      const inside = await runIn(vm.vmID, 'cat /app/built.txt; echo "$GREETING $Q"; pwd; python --version');
-      expect(inside.stdout).toBe('built\nhello-template 1\n/app\nPython 3.11.2\n');
+      const inside = await runIn(
+        vm.vmID,
+        'cat /app/built.txt; echo "$GREETING $Q"; pwd; python --version; ls /app | tr "\\n" " "',
+      );
+      expect(inside.stdout).toBe('built\nhello-template 1\n/app\nPython 3.11.2\nbuilt.txt index.html main.py run.txt ');
     } finally {
       await vm.delete();
     }

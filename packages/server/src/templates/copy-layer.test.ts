@@ -17,7 +17,9 @@ describe('safeEntryPath', () => {
 
 describe('mapEntry (Dockerfile COPY semantics)', () => {
   it('copies a directory source’s contents into the destination', () => {
-    expect(mapEntry('app', ['app/'], '/app', true)).toBe('/app/app');
+    const dirs = (p: string) => p === 'app';
+    expect(mapEntry('app', ['app/'], '/app', true, dirs)).toBe('/app');
+    expect(mapEntry('app/main.py', ['app/'], '/app', true, dirs)).toBe('/app/main.py');
     expect(mapEntry('app/main.py', ['app/'], '/app', true)).toBe('/app/main.py');
     expect(mapEntry('other/x', ['app/'], '/app', true)).toBeUndefined();
   });
@@ -72,6 +74,8 @@ describe('copyIntoLayer', () => {
     const layer = join(dir, 'l1');
     await mkdir(layer);
     const r = await copyIntoLayer({ ...base(layer), sources: ['app/'], dest: '/srv/app/' });
+    // The source directory's own entry is the destination, not a directory inside it (Dockerfile semantics).
+    await expect(stat(join(layer, 'srv/app/app'))).rejects.toThrow();
     expect(r.entries).toBeGreaterThanOrEqual(4);
     expect(await readFile(join(layer, 'srv/app/main.py'), 'utf8')).toBe('print(1)\n');
     expect(await readFile(join(layer, 'srv/app/sub/data.txt'), 'utf8')).toBe('data\n');

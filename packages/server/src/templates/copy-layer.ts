@@ -94,6 +94,7 @@ export function mapEntry(
   sources: readonly string[],
   dest: string,
   destIsDir: boolean,
+  isDirectory: (entryPath: string) => boolean = () => false,
 ): string | undefined {
   for (const raw of sources) {
     const src = safeEntryPath(raw.replace(/\/+$/, '')) ?? '';
@@ -110,7 +111,11 @@ export function mapEntry(
       }
       continue;
     }
-    if (entryPath === src) return destIsDir ? posix.join(dest, posix.basename(src)) : dest;
+    // The source directory itself is the destination directory; a source file lands at or inside it.
+    if (entryPath === src) {
+      if (isDirectory(entryPath)) return dest;
+      return destIsDir ? posix.join(dest, posix.basename(src)) : dest;
+    }
     if (entryPath.startsWith(`${src}/`)) return posix.join(dest, entryPath.slice(src.length + 1));
   }
   return undefined;
@@ -175,7 +180,7 @@ export async function copyIntoLayer(o: CopyLayerOptions): Promise<{ entries: num
     o.dest.endsWith('/') || o.sources.length > 1 || sourceIsDir || destExisting?.stats.isDirectory() === true;
   const base = destIsDir || sourceIsDir ? resolvedDest : posix.dirname(resolvedDest);
   const destFor = (p: string): string | undefined => {
-    const mapped = mapEntry(p, o.sources, resolvedDest, destIsDir);
+    const mapped = mapEntry(p, o.sources, resolvedDest, destIsDir, (e) => isSourceDir.get(e) === true);
     return mapped === undefined ? undefined : posix.normalize(mapped);
   };
 

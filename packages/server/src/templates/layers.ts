@@ -18,7 +18,7 @@ import { SANDBOX_ID_SHIFT } from './builder.ts';
 import { lookupInStack } from './layer-stack.ts';
 
 /** Bump when a change makes layers with the same inputs differ. */
-const LAYER_RECIPE_VERSION = 1;
+const LAYER_RECIPE_VERSION = 2;
 
 /** Longest `lowerdir=` option the overlay mount takes comfortably (its data is limited to one page). */
 export const MAX_LOWERDIR_CHARS = 3500;
