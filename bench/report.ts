@@ -81,5 +81,14 @@ export function markdown(report: Report): string {
     );
   }
   for (const f of report.failures) lines.push('', `**Not measured** — ${f.section} ${f.name}: ${f.error}`);
+  const judged = report.rows.filter((r) => r.target);
+  if (judged.length > 0) {
+    lines.push('', 'Targets:', '');
+    for (const r of judged) {
+      lines.push(
+        `- ${r.target!.met ? 'met' : '**missed**'} — ${r.section} ${r.name}: ${r.target!.text} (p50 ${num(r.stats.p50)}, p99 ${num(r.stats.p99)} ${r.unit}, errors ${r.errors})`,
+      );
+    }
+  }
   return `${lines.join('\n')}\n`;
 }

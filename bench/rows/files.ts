@@ -13,7 +13,8 @@ const SIZES: Array<{ label: string; bytes: number }> = [
 ];
 
 function mbps(bytes: number, ms: number): string {
-  return `${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`;
+  const rate = bytes / 1e6 / (ms / 1000);
+  return `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(2)} MB/s`;
 }
 
 /**
