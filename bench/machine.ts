@@ -8,11 +8,14 @@ export async function machineInfo(dataDir: string): Promise<Record<string, strin
   const crun = (await sh(['crun', '--version']).catch(() => '')).split('\n')[0] ?? '';
   const df = (await sh(['df', '-T', dataDir]).catch(() => '')).split('\n')[1]?.split(/\s+/) ?? [];
   const python = (await sh(['python3', '--version']).catch(() => '')).trim();
+  const commit = (await sh(['git', 'rev-parse', '--short', 'HEAD']).catch(() => 'unknown')).trim();
+  const dirty = (await sh(['git', 'status', '--porcelain', '--untracked-files=no']).catch(() => '')).trim() !== '';
   return {
     cpu: `${cpus()[0]?.model ?? 'unknown'} × ${cpus().length}`,
     memory: `${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
     os: /^PRETTY_NAME="?([^"\n]*)"?/m.exec(os)?.[1] ?? 'unknown',
     kernel: release(),
+    'warren commit': `${commit}${dirty ? ' (working tree has uncommitted changes)' : ''}`,
     node: process.version,
     crun,
     python,
