@@ -1,7 +1,7 @@
 /**
  * Quickstart: create a sandbox, run code and a command in it, and kill it.
  *
- *   WARREN_BASE_URL=http://127.0.0.1:8080 WARREN_API_KEY=... npx tsx examples/quickstart.ts
+ *   WARREN_URL=http://127.0.0.1:8080 WARREN_API_KEY=... npx tsx examples/quickstart.ts
  */
 import { Sandbox } from '@warren/sdk';
 

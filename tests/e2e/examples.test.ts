@@ -15,7 +15,7 @@ async function example(name: string, outputDir: string, env: Record<string, stri
     cwd: root,
     env: {
       ...process.env,
-      WARREN_BASE_URL: ctx.baseURL,
+      WARREN_URL: ctx.baseURL,
       WARREN_API_KEY: ctx.apiKey,
       EXAMPLE_OUTPUT_DIR: outputDir,
       ...env,

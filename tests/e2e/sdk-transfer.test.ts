@@ -59,7 +59,7 @@ describe('@warren/sdk streams large files', () => {
         output,
       ],
       {
-        env: { ...process.env, WARREN_BASE_URL: ctx.baseURL, WARREN_API_KEY: ctx.apiKey },
+        env: { ...process.env, WARREN_URL: ctx.baseURL, WARREN_API_KEY: ctx.apiKey },
         maxBuffer: 1024 * 1024,
         timeout: 170_000,
       },

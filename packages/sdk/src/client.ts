@@ -5,7 +5,7 @@ import { type Fetch, HTTPClient, type RequestOptions } from './internal/http.ts'
 export interface ConnectionOptions {
   /** API key of the control plane. @default process.env.WARREN_API_KEY */
   apiKey?: string | undefined;
-  /** Server URL. @default process.env.WARREN_BASE_URL, else http://127.0.0.1:8080 */
+  /** Server URL. @default process.env.WARREN_URL, else http://127.0.0.1:8080 */
   baseURL?: string | undefined;
   /** The `fetch` used for every HTTP request (inject one for tests or proxies). @default globalThis.fetch */
   fetch?: Fetch | undefined;
@@ -28,7 +28,7 @@ export interface Connection {
 export function connection(options: ConnectionOptions = {}): Connection {
   const apiKey = options.apiKey ?? process.env.WARREN_API_KEY;
   if (!apiKey) throw new WarrenError('Missing API key: pass { apiKey } or set WARREN_API_KEY');
-  const baseURL = options.baseURL ?? process.env.WARREN_BASE_URL ?? 'http://127.0.0.1:8080';
+  const baseURL = options.baseURL ?? process.env.WARREN_URL ?? 'http://127.0.0.1:8080';
   const control = new HTTPClient({
     baseURL,
     auth: { headers: () => ({ 'x-api-key': apiKey }) },
