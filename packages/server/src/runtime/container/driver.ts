@@ -165,23 +165,31 @@ export class ContainerDriver implements Driver {
         rootfs,
       ]);
       phases.mark('mount');
+      // The container's mount namespace holds the root once `crun create` is done: the host mount goes then,
+      // alongside the network set-up (independent of it), so the host mount table never grows with sandboxes.
+      const unmountRoot = () => run(['umount', '-l', rootfs], { allowFailure: true });
       try {
         // The container's own stdout/stderr (warren-init and the agent) go to agent.log.
         await runLogged(
           this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId),
           join(dir, 'agent.log'),
         );
-      } finally {
-        // The container's mount namespace now holds the root; keep it out of the host mount table.
-        await run(['umount', '-l', rootfs], { allowFailure: true });
+      } catch (err) {
+        await unmountRoot();
+        throw err;
       }
-      const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
-      phases.mark('crun-create');
-      await this.options.network.attach(
-        pid,
-        this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
-        spec.internetAccess,
-      );
+      const unmounted = unmountRoot();
+      try {
+        const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
+        phases.mark('crun-create');
+        await this.options.network.attach(
+          pid,
+          this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
+          spec.internetAccess,
+        );
+      } finally {
+        await unmounted;
+      }
       phases.mark('network');
       await run(this.crun('start', spec.sandboxId));
       phases.mark('crun-start');
