@@ -55,7 +55,12 @@ describe('@warren/sdk against a real server', () => {
     expect((await again.runCode('print(40 + 2)')).stdout).toBe('42\n');
 
     // The suite server pages by 5: create enough sandboxes that the iterator crosses pages.
-    const extra = await Promise.all([1, 2, 3, 4, 5].map(() => Sandbox.create({ ...conn, template: 'base' })));
+    const extra = await Promise.all(
+      [1, 2, 3, 4, 5].map((n) => Sandbox.create({ ...conn, template: 'base', metadata: { n: String(n) } })),
+    );
+    // Metadata given at create comes back on the object, from getInfo and from a fresh connect.
+    expect(extra.map((s) => s.info.metadata.n)).toEqual(['1', '2', '3', '4', '5']);
+    expect((await Sandbox.connect(extra[2]!.sandboxId, conn)).info.metadata).toEqual({ n: '3' });
     try {
       const seen: string[] = [];
       for await (const s of Sandbox.list({ ...conn, pageSize: 5 })) seen.push(s.sandboxId);

@@ -28,6 +28,10 @@ const createBody = z.object({
     .optional(),
   internet_access: z.boolean().optional(),
   env_vars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'invalid env var name'), z.string()).optional(),
+  metadata: z
+    .record(z.string().min(1).max(64), z.string().max(512))
+    .refine((m) => Object.keys(m).length <= 32, 'at most 32 metadata entries')
+    .optional(),
   vcpu: z.number().int().positive().optional(),
   memory_mb: z.number().int().positive().optional(),
   disk_gb: z.number().int().positive().optional(),
@@ -112,6 +116,7 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
       timeoutSeconds: body.timeout_seconds,
       internetAccess: body.internet_access,
       envVars: body.env_vars,
+      metadata: body.metadata,
     });
     return c.json(
       {

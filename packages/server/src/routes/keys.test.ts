@@ -94,6 +94,7 @@ describe('API-key routes', () => {
         internetAccess: false,
         region: null,
         envVars: {},
+        metadata: {},
         timeoutSeconds: null,
         expiresAt: null,
         createdAt: Date.now(),

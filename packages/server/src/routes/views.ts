@@ -25,6 +25,7 @@ export function sandboxView(
     region: row.region,
     resources: resources ? { vcpu: resources.vcpu, memory_mb: resources.memoryMiB, disk_mb: resources.diskMiB } : null,
     internet_access: row.internetAccess,
+    metadata: row.metadata,
     live_mode: false,
     timeout_seconds: row.timeoutSeconds,
     expires_at: ts(row.expiresAt),

@@ -20,6 +20,7 @@ export interface CreateSandboxInput {
   timeoutSeconds?: number | undefined;
   internetAccess?: boolean | undefined;
   envVars?: Record<string, string> | undefined;
+  metadata?: Record<string, string> | undefined;
 }
 
 export interface Logger {
@@ -150,6 +151,7 @@ export class SandboxService {
       internetAccess: input.internetAccess ?? true,
       region: input.region ?? null,
       envVars: input.envVars ?? {},
+      metadata: input.metadata ?? {},
       timeoutSeconds: input.timeoutSeconds ?? null,
       expiresAt: input.timeoutSeconds === undefined ? null : now + input.timeoutSeconds * 1000,
       createdAt: now,
@@ -215,6 +217,7 @@ export class SandboxService {
         internetAccess,
         region: null,
         envVars: {},
+        metadata: {},
         timeoutSeconds: null,
         expiresAt: null,
         createdAt: Date.now(),

@@ -76,6 +76,10 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE templates ADD COLUMN build_error TEXT;
   ALTER TABLE templates ADD COLUMN deleted_at INTEGER;
   `,
+  `
+  -- Caller-chosen key/value labels of a sandbox (Warren SDK \`metadata\`), returned with the sandbox.
+  ALTER TABLE sandboxes ADD COLUMN metadata_json TEXT NOT NULL DEFAULT '{}';
+  `,
 ];
 
 export type DB = Database.Database;

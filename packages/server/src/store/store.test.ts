@@ -29,6 +29,7 @@ function fixture() {
         internetAccess: true,
         region: null,
         envVars: {},
+        metadata: {},
         timeoutSeconds: null,
         expiresAt: null,
         createdAt: Date.now(),
@@ -89,6 +90,7 @@ describe('Store', () => {
       internetAccess: false,
       region: null,
       envVars: { A: '1' },
+      metadata: { team: 'x' },
       timeoutSeconds: 60,
       expiresAt: 123,
       createdAt: 5,
@@ -98,6 +100,7 @@ describe('Store', () => {
     expect(first?.status).toBe('creating');
     expect(first?.apiKeyId).toBe('k1');
     expect(first?.envVars).toEqual({ A: '1' });
+    expect(first?.metadata).toEqual({ team: 'x' });
     expect(store.claimPooled(t.id, claim)).toBeUndefined();
     expect(store.countPool(t.id)).toBe(1);
   });

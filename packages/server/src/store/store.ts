@@ -24,6 +24,8 @@ export interface SandboxRow {
   internetAccess: boolean;
   region: string | null;
   envVars: Record<string, string>;
+  /** Caller-chosen labels, returned with the sandbox. */
+  metadata: Record<string, string>;
   timeoutSeconds: number | null;
   expiresAt: number | null;
   createdAt: number;
@@ -102,6 +104,7 @@ interface RawSandbox {
   internet_access: number;
   region: string | null;
   env_json: string;
+  metadata_json: string;
   timeout_seconds: number | null;
   expires_at: number | null;
   created_at: number;
@@ -152,6 +155,7 @@ function toSandbox(r: RawSandbox): SandboxRow {
     internetAccess: r.internet_access === 1,
     region: r.region,
     envVars: JSON.parse(r.env_json) as Record<string, string>,
+    metadata: JSON.parse(r.metadata_json) as Record<string, string>,
     timeoutSeconds: r.timeout_seconds,
     expiresAt: r.expires_at,
     createdAt: r.created_at,
@@ -526,8 +530,8 @@ export class Store {
       this.db
         .prepare(
           `INSERT INTO sandboxes (id, api_key_id, template_id, status, address_index, internet_access, region, env_json,
-             timeout_seconds, expires_at, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             metadata_json, timeout_seconds, expires_at, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           row.id,
@@ -538,6 +542,7 @@ export class Store {
           row.internetAccess ? 1 : 0,
           row.region,
           JSON.stringify(row.envVars),
+          JSON.stringify(row.metadata),
           row.timeoutSeconds,
           row.expiresAt,
           row.createdAt,
@@ -583,13 +588,13 @@ export class Store {
     templateId: string,
     claim: Pick<
       SandboxRow,
-      'apiKeyId' | 'internetAccess' | 'region' | 'envVars' | 'timeoutSeconds' | 'expiresAt' | 'createdAt'
+      'apiKeyId' | 'internetAccess' | 'region' | 'envVars' | 'metadata' | 'timeoutSeconds' | 'expiresAt' | 'createdAt'
     >,
   ): SandboxRow | undefined {
     const r = this.db
       .prepare(
         `UPDATE sandboxes SET status = 'creating', api_key_id = @apiKeyId, internet_access = @internetAccess,
-           region = @region, env_json = @envJson, timeout_seconds = @timeoutSeconds, expires_at = @expiresAt,
+           region = @region, env_json = @envJson, metadata_json = @metadataJson, timeout_seconds = @timeoutSeconds, expires_at = @expiresAt,
            created_at = @createdAt, updated_at = @createdAt
          WHERE id = (SELECT id FROM sandboxes WHERE status = 'pooled' AND template_id = @templateId ORDER BY seq LIMIT 1)
          RETURNING *`,
@@ -600,6 +605,7 @@ export class Store {
         internetAccess: claim.internetAccess ? 1 : 0,
         region: claim.region,
         envJson: JSON.stringify(claim.envVars),
+        metadataJson: JSON.stringify(claim.metadata),
         timeoutSeconds: claim.timeoutSeconds,
         expiresAt: claim.expiresAt,
         createdAt: claim.createdAt,
