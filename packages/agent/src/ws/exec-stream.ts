@@ -90,8 +90,7 @@ async function runStream(
   });
   const fail = async (err: unknown, code?: string) => {
     sender.send(errorFrame(err, code));
-    sender.send({ type: 'complete', success: false, timestamp: rfc3339() });
-    await sender.close();
+    await sender.finish({ type: 'complete', success: false, timestamp: rfc3339() });
   };
 
   let launch: StreamLaunch;
@@ -148,6 +147,5 @@ async function runStream(
   } else if (result.spawnError !== undefined) {
     sender.send(errorFrame(new ServiceError(ErrorCode.EXECUTION_FAILED, result.spawnError)));
   }
-  sender.send({ type: 'complete', success, timestamp: rfc3339() });
-  await sender.close();
+  await sender.finish({ type: 'complete', success, timestamp: rfc3339() });
 }

@@ -76,4 +76,22 @@ describe('PacedSender', () => {
     expect(s.queuedBytes).toBe(0);
     expect(socket.sent.length).toBeLessThanOrEqual(1);
   });
+
+  it('finish: sends the last frame again while the client has not closed, then closes', async () => {
+    const quiet = new FakeSocket();
+    await sender(quiet, { intervalMs: 1 }).finish({ type: 'complete' }, { repeatAfterMs: 20, repeats: 2 });
+    expect(quiet.sent.map((x) => x.frame.type)).toEqual(['complete', 'complete', 'complete']);
+    expect(quiet.readyState).toBe(WebSocket.CLOSED);
+
+    // A client that closes on the first copy gets exactly one.
+    const prompt = new FakeSocket();
+    const s = sender(prompt, { intervalMs: 1 });
+    const sent = prompt.send.bind(prompt);
+    prompt.send = (text: string) => {
+      sent(text);
+      setTimeout(() => prompt.close(), 2);
+    };
+    await s.finish({ type: 'complete' }, { repeatAfterMs: 50, repeats: 2 });
+    expect(prompt.sent.map((x) => x.frame.type)).toEqual(['complete']);
+  });
 });

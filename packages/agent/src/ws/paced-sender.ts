@@ -91,6 +91,43 @@ export class PacedSender {
   }
 
   /** Sends what is queued, then closes the socket. */
+  /**
+   * Sends the stream's last frame, then waits for the client to close. A
+   * client that has not closed after `repeatAfterMs` may have lost the frame
+   * (the TS SDK drops a frame that arrives in the same TCP read as the one
+   * before it, e.g. when its event loop was busy), so the frame is sent again,
+   * up to `repeats` times, alone on the wire; then the socket is closed.
+   */
+  async finish(
+    frame: Record<string, unknown>,
+    options: { code?: number; reason?: string; repeatAfterMs?: number; repeats?: number } = {},
+  ): Promise<void> {
+    const repeatAfterMs = options.repeatAfterMs ?? 250;
+    this.send(frame);
+    await this.drained();
+    for (let i = 0; i < (options.repeats ?? 2); i++) {
+      if (!(await this.#closedWithin(repeatAfterMs))) this.send(frame);
+      await this.drained();
+    }
+    await this.close(options.code, options.reason);
+  }
+
+  /** Resolves `true` once the socket closed, `false` after `ms` if it is still open. */
+  #closedWithin(ms: number): Promise<boolean> {
+    if (this.#ws.readyState !== WebSocket.OPEN) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const onClose = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.#ws.off('close', onClose);
+        resolve(this.#ws.readyState !== WebSocket.OPEN);
+      }, ms);
+      this.#ws.once('close', onClose);
+    });
+  }
+
   async close(code = 1000, reason = ''): Promise<void> {
     await this.drained();
     if (this.#ws.readyState === WebSocket.OPEN) {

@@ -107,6 +107,5 @@ async function runTerminal(ws: WebSocket, deps: AgentDeps, takeEarly: () => RawD
   } else if (result.exitCode >= 126 && result.stderr.trim() !== '') {
     deps.log(`agent: terminal helper: ${result.stderr.trim().slice(0, 500)}`);
   }
-  sender.send({ type: 'exit', code: result.exitCode, timestamp: rfc3339() });
-  await sender.close(1000, 'terminal exited');
+  await sender.finish({ type: 'exit', code: result.exitCode, timestamp: rfc3339() }, { reason: 'terminal exited' });
 }
