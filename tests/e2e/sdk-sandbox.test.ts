@@ -283,10 +283,33 @@ describe('@warren/sdk against a real server', () => {
     expect(left).toBe('');
   });
 
-  it('sendStdin reports that the agent has no stdin channel yet', async () => {
-    const handle = sb.commands.run('true');
-    await expect(handle.sendStdin('x')).rejects.toBeInstanceOf(UnsupportedError);
-    await handle;
+  it('sendStdin writes to a command started with stdin: true; closeStdin ends its input', async () => {
+    const sort = sb.commands.run('sort', { stdin: true });
+    await sort.sendStdin('pear\napple\n');
+    await sort.sendStdin('fig\n');
+    await sort.closeStdin();
+    expect((await sort).stdout).toBe('apple\nfig\npear\n');
+
+    // Interleaved: each line is answered before the next is sent.
+    const echo = sb.commands.run('while read -r line; do echo "got $line"; done', { stdin: true });
+    const seen: string[] = [];
+    const reader = (async () => {
+      for await (const ev of echo) {
+        seen.push(ev.data);
+        if (seen.join('').includes('got two')) break;
+      }
+    })();
+    await echo.sendStdin('one\n');
+    for (let i = 0; i < 100 && !seen.join('').includes('got one'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(seen.join('')).toBe('got one\n');
+    await echo.sendStdin('two\n');
+    await reader;
+    expect(seen.join('')).toBe('got one\ngot two\n');
+
+    // Without stdin: true the command reads an empty stdin, and sendStdin says how to enable it.
+    const plain = sb.commands.run('cat; echo end');
+    await expect(plain.sendStdin('x')).rejects.toBeInstanceOf(UnsupportedError);
+    expect((await plain).stdout).toBe('end\n');
   });
 
   it('files: write and read text, bytes and streams; list, exists, makeDir, remove', async () => {

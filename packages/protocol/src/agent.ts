@@ -367,18 +367,25 @@ export const commandStreamStartSchema = z
     workdir: noNul('workdir').nullish(),
     working_dir: noNul('working_dir').nullish(),
     env: envMapSchema.nullish(),
+    /** Open the command's stdin to `stdin` / `stdin_close` frames (otherwise it reads /dev/null). */
+    stdin: z.boolean().nullish(),
   })
-  .transform(
-    (b): CommandParams => ({
-      command: b.command,
-      ...definedOnly({
-        args: b.args ?? undefined,
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
-      }),
+  .transform((b): CommandParams & { stdin: boolean } => ({
+    command: b.command,
+    stdin: b.stdin === true,
+    ...definedOnly({
+      args: b.args ?? undefined,
+      timeoutSeconds: b.timeout || undefined,
+      workdir: b.workdir ?? b.working_dir ?? undefined,
+      env: b.env ?? undefined,
     }),
-  );
+  }));
+
+/** A frame a client sends on `/commands/stream` after the first, for a command started with `stdin: true`. */
+export const commandStreamInputSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('stdin'), data: z.string() }),
+  z.object({ type: z.literal('stdin_close') }),
+]);
 
 /** Largest terminal dimension accepted in a resize. */
 const terminalDimension = z.number().int().min(1).max(10000);

@@ -30,6 +30,7 @@ export {
   backgroundStartResponseSchema,
   commandRequestSchema,
   commandResponseSchema,
+  commandStreamInputSchema,
   commandStreamStartSchema,
   envMapSchema,
   envResponseSchema,

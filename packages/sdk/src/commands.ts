@@ -20,6 +20,12 @@ export interface CommandOptions extends RequestOptions {
   onStderr?: ((data: string) => void) | undefined;
   /** When false, a non-zero exit resolves with the result instead of throwing {@link CommandExitError}. @default true */
   reject?: boolean | undefined;
+  /**
+   * Keep the command's stdin open for {@link CommandHandle.sendStdin} and
+   * {@link CommandHandle.closeStdin}. Without it the command reads an empty stdin.
+   * @default false
+   */
+  stdin?: boolean | undefined;
 }
 
 /**
@@ -32,13 +38,15 @@ export class CommandHandle implements AsyncIterable<OutputEvent>, PromiseLike<Co
   readonly command: string;
   readonly #run: Promise<RunStream>;
   readonly #reject: boolean;
+  readonly #stdin: boolean;
   #result: Promise<CommandResult> | undefined;
 
   /** @internal */
-  constructor(command: string, run: Promise<RunStream>, reject: boolean) {
+  constructor(command: string, run: Promise<RunStream>, reject: boolean, stdin = false) {
     this.command = command;
     this.#run = run;
     this.#reject = reject;
+    this.#stdin = stdin;
     run.catch(() => undefined);
   }
 
@@ -79,13 +87,29 @@ export class CommandHandle implements AsyncIterable<OutputEvent>, PromiseLike<Co
   }
 
   /**
-   * Writes to the command's stdin.
-   * @throws {UnsupportedError} always: the agent's `/commands/stream` takes no stdin yet.
+   * Writes to the command's stdin (the command must have been started with `{ stdin: true }`).
+   * @throws {UnsupportedError} when it was started without `stdin: true`.
+   * @example
+   * const sort = sandbox.commands.run('sort', { stdin: true });
+   * await sort.sendStdin('b\na\n');
+   * await sort.closeStdin();
+   * console.log((await sort).stdout); // "a\nb\n"
    */
-  async sendStdin(_data: string): Promise<void> {
-    throw new UnsupportedError(
-      'sendStdin is not available: the sandbox agent does not accept stdin on /commands/stream yet; use sandbox.pty for interactive input',
-    );
+  async sendStdin(data: string): Promise<void> {
+    this.#needStdin();
+    await (await this.#run).sendStdin(data);
+  }
+
+  /** Closes the command's stdin, so a command reading it sees the end of its input. */
+  async closeStdin(): Promise<void> {
+    this.#needStdin();
+    await (await this.#run).closeStdin();
+  }
+
+  #needStdin(): void {
+    if (!this.#stdin) {
+      throw new UnsupportedError('start the command with { stdin: true } to write to its stdin');
+    }
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<OutputEvent> {
@@ -121,11 +145,12 @@ export class Commands {
             timeout: secondsFromMs(options.commandTimeoutMs ?? 60_000),
             ...(options.cwd === undefined ? {} : { workdir: options.cwd }),
             ...(options.envs === undefined ? {} : { env: options.envs }),
+            ...(options.stdin ? { stdin: true } : {}),
           },
         ],
         { ...requestOptions(options), endOn: ['complete'] },
       )
       .then((frames) => new RunStream(frames, callbacks));
-    return new CommandHandle(cmd, run, options.reject ?? true);
+    return new CommandHandle(cmd, run, options.reject ?? true, options.stdin ?? false);
   }
 }

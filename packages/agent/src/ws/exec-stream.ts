@@ -1,5 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import {
+  commandStreamInputSchema,
   commandStreamStartSchema,
   type EnvMap,
   ErrorCode,
@@ -7,14 +8,17 @@ import {
   rfc3339,
   ServiceError,
 } from '@warren/protocol';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import type { AgentDeps } from '../deps.ts';
 import { parseWith } from '../http/body.ts';
 import { prepareSource } from '../services/code-executor.ts';
 import type { ManagedProcess } from '../services/process-manager.ts';
 import { prepareRun, secondsOf, timeoutMsOf } from '../services/run-context.ts';
-import { errorFrame, firstFrame } from './frames.ts';
+import { errorFrame, firstFrame, parseFrame } from './frames.ts';
 import { PacedSender } from './paced-sender.ts';
+
+/** Input frames kept while a stream's command is starting. */
+const MAX_EARLY_INPUT_BYTES = 1024 * 1024;
 
 /** Default timeout of a stream, in seconds (what the TS SDK sends). */
 export const STREAM_DEFAULT_TIMEOUT_SECONDS = 60;
@@ -28,6 +32,8 @@ interface StreamLaunch {
   env: EnvMap;
   timeoutMs: number;
   cleanup: () => Promise<void>;
+  /** Open the child's stdin to the client's `stdin` / `stdin_close` frames. */
+  stdin?: boolean;
 }
 
 /**
@@ -75,6 +81,7 @@ export function handleCommandStream(ws: WebSocket, _req: unknown, deps: AgentDep
       env: ctx.env,
       timeoutMs: timeoutMsOf(params.timeoutSeconds, STREAM_DEFAULT_TIMEOUT_SECONDS),
       cleanup: async () => undefined,
+      stdin: params.stdin,
     };
   });
 }
@@ -93,10 +100,22 @@ async function runStream(
     await sender.finish({ type: 'complete', success: false, timestamp: rfc3339() });
   };
 
+  // Frames after the first (stdin) may arrive before the command has started: keep them (bounded) until then.
+  const early: RawData[] = [];
+  let earlyBytes = 0;
+  const collect = (data: RawData) => {
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
+    if (earlyBytes + size > MAX_EARLY_INPUT_BYTES) return;
+    earlyBytes += size;
+    early.push(data);
+  };
+  ws.on('message', collect);
+
   let launch: StreamLaunch;
   try {
     launch = await prepare(await firstFrame(ws));
   } catch (err) {
+    ws.off('message', collect);
     if (!(err instanceof ServiceError)) {
       await fail(new ServiceError(ErrorCode.INVALID_REQUEST, (err as Error).message));
       return;
@@ -115,10 +134,23 @@ async function runStream(
     env: launch.env,
     timeoutMs: launch.timeoutMs,
     maxOutputBytes: 0, // everything goes to the socket, paced, with backpressure
+    stdin: launch.stdin ? 'pipe' : 'ignore',
     onStdout: (chunk) => sender.sendData('stdout', stdout.write(chunk)),
     onStderr: (chunk) => sender.sendData('stderr', stderr.write(chunk)),
   });
   const running = proc;
+  ws.off('message', collect);
+  if (launch.stdin) {
+    const input = (data: RawData) => {
+      const parsed = commandStreamInputSchema.safeParse(parseFrame(data));
+      if (!parsed.success || !running.stdin || running.stdin.destroyed) return;
+      if (parsed.data.type === 'stdin') running.stdin.write(parsed.data.data);
+      else running.stdin.end();
+    };
+    // The first early frame is the start frame; it is not an input frame and is ignored.
+    for (const data of early) input(data);
+    ws.on('message', input);
+  }
   // A client that goes away ends the run.
   ws.once('close', () => {
     if (running.running) running.killGroup('SIGKILL');

@@ -209,6 +209,28 @@ describe('/commands/stream', () => {
   });
 });
 
+describe('/commands/stream stdin', () => {
+  it('feeds stdin frames (even ones sent before the command started) and ends input on stdin_close', async () => {
+    const c = new Client('/commands/stream');
+    await c.opened();
+    c.send({ type: 'command', command: 'tr a-z A-Z', stdin: true, timeout: 10 });
+    c.send({ type: 'stdin', data: 'hello ' });
+    c.send({ type: 'stdin', data: 'stdin\n' });
+    c.send({ type: 'stdin_close' });
+    await c.until((f) => f.type === 'complete');
+    expect(c.text('stdout')).toBe('HELLO STDIN\n');
+    expect(c.frames.find((f) => f.type === 'result')).toMatchObject({ exit_code: 0 });
+
+    // Without stdin: true, input frames are ignored and the command reads an empty stdin.
+    const d = new Client('/commands/stream');
+    await d.opened();
+    d.send({ type: 'command', command: 'cat; echo done', timeout: 10 });
+    d.send({ type: 'stdin', data: 'ignored\n' });
+    await d.until((f) => f.type === 'complete');
+    expect(d.text('stdout')).toBe('done\n');
+  });
+});
+
 describe('/terminal', () => {
   it('runs an interactive login shell on a PTY: input, resize, exit', async (ctx) => {
     if (!ptyHelper) ctx.skip();

@@ -51,6 +51,16 @@ export class RunStream implements AsyncIterable<OutputEvent> {
     this.#finished.catch(() => undefined);
   }
 
+  /** Writes to the command's stdin (`stdin` frame). */
+  sendStdin(data: string): Promise<void> {
+    return this.#frames.send({ type: 'stdin', data });
+  }
+
+  /** Closes the command's stdin (`stdin_close` frame). */
+  closeStdin(): Promise<void> {
+    return this.#frames.send({ type: 'stdin_close' });
+  }
+
   /** Reads one frame; returns the output event it carried, `null` for other frames, `undefined` at the end. */
   async #pull(): Promise<OutputEvent | null | undefined> {
     const frame = await this.#frames.next();
