@@ -134,14 +134,31 @@ describe('@warren/sdk against a real server', () => {
     const timed = await sb.runCode('import time; time.sleep(30)', { timeoutMs: 1000 });
     expect(timed).toMatchObject({ success: false, timedOut: true, exitCode: 124 });
 
+    const marker = `/tmp/late-${Date.now()}`;
     const controller = new AbortController();
-    const long = sb.runCode('import time; time.sleep(5); print("finished")', { signal: controller.signal });
-    setTimeout(() => controller.abort(), 300);
+    const long = sb.runCode(`import time; time.sleep(3); open("${marker}", "w").write("ran to the end")`, {
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(), 500);
     const err = await long.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(APIUserAbortError);
-    // The kernel is usable again afterwards (the aborted run ends by itself).
+    // The agent interrupted the run when the request went away: the kernel is free, and the code never got to
+    // its last line, even well after it would have.
     const after = await sb.runCode('print("after")');
     expect(after.stdout).toBe('after\n');
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await sb.files.exists(marker)).toBe(false);
+
+    // The same for a plain process (javascript).
+    const js = new AbortController();
+    const jsRun = sb.runCode(`setTimeout(() => require("fs").writeFileSync("${marker}-js", "x"), 3000)`, {
+      language: 'javascript',
+      signal: js.signal,
+    });
+    setTimeout(() => js.abort(), 500);
+    expect(await jsRun.catch((e: unknown) => e)).toBeInstanceOf(APIUserAbortError);
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await sb.files.exists(`${marker}-js`)).toBe(false);
   });
 
   it('runCodeStream delivers output while the code is still running', async () => {

@@ -11,13 +11,14 @@ import { readJson } from '../http/body.ts';
  */
 export function executeRoutes(deps: AgentDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  // A client that disconnects (e.g. the SDK's `signal`) stops its run: the kernel is interrupted, a process killed.
   app.post('/execute', async (c) => {
     const params = await readJson(c, executeRequestSchema, deps.config.maxBodyBytes);
-    return c.json(await deps.executor.execute(params));
+    return c.json(await deps.executor.execute(params, c.req.raw.signal));
   });
   app.post('/execute/ipython', async (c) => {
     const params = await readJson(c, ipythonRequestSchema, deps.config.maxBodyBytes);
-    return c.json(await deps.executor.execute(params));
+    return c.json(await deps.executor.execute(params, c.req.raw.signal));
   });
   app.post('/execute/background', async (c) => {
     const params = await readJson(c, backgroundExecuteRequestSchema, deps.config.maxBodyBytes);

@@ -104,7 +104,7 @@ export class CodeExecutor {
    * result (`success: false`), never an error.
    * @throws {ServiceError} `DIRECTORY_NOT_FOUND` for a missing workdir.
    */
-  async execute(params: ExecuteParams): Promise<ExecuteResponse> {
+  async execute(params: ExecuteParams, signal?: AbortSignal): Promise<ExecuteResponse> {
     const ctx = await prepareRun(this.#deps, params);
     const timeoutMs = timeoutMsOf(params.timeoutSeconds, EXECUTE_DEFAULT_TIMEOUT_SECONDS);
     const end = this.#stats?.beginExecution(params.language);
@@ -112,10 +112,10 @@ export class CodeExecutor {
       if (params.language === 'python' && this.#kernel) {
         // Only the API-managed layers: the kernel process already has the base and template env.
         const overlay = { ...this.#deps.envStore.all(), ...(params.env ?? {}) };
-        const viaKernel = await this.#kernel.execute(params.code, ctx, overlay, timeoutMs);
+        const viaKernel = await this.#kernel.execute(params.code, ctx, overlay, timeoutMs, signal);
         if (viaKernel !== undefined) return viaKernel;
       }
-      return await this.#runProcess(params, ctx, timeoutMs);
+      return await this.#runProcess(params, ctx, timeoutMs, signal);
     } finally {
       end?.();
     }
@@ -125,11 +125,12 @@ export class CodeExecutor {
     params: ExecuteParams,
     ctx: { cwd: string; env: EnvMap },
     timeoutMs: number,
+    signal: AbortSignal | undefined,
   ): Promise<ExecuteResponse> {
     const source = await prepareSource(params.language, params.code, ctx.env);
     try {
       const { launch } = source;
-      const result = await this.#processes.run({
+      const proc = this.#processes.start({
         command: launch.command,
         args: launch.args,
         cwd: ctx.cwd,
@@ -137,6 +138,10 @@ export class CodeExecutor {
         timeoutMs,
         maxOutputBytes: this.#deps.config.maxOutputBytes,
       });
+      const cancel = () => proc.killGroup('SIGKILL');
+      signal?.addEventListener('abort', cancel, { once: true });
+      if (signal?.aborted) cancel();
+      const result = await proc.wait().finally(() => signal?.removeEventListener('abort', cancel));
       const { success, stderr, error } = outcomeOf(result, 'Execution', timeoutMs);
       return {
         success,

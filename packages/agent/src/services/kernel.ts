@@ -154,17 +154,22 @@ export class KernelService {
     ctx: RunContext,
     overlay: EnvMap,
     timeoutMs: number,
+    signal?: AbortSignal,
   ): Promise<ExecuteResponse | undefined> {
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
     const release = await this.#lock(deadline);
+    if (release !== undefined && signal?.aborted) {
+      release();
+      return timeoutResponse(started, timeoutMs, 'the client went away before the run started');
+    }
     if (release === undefined) {
       return timeoutResponse(started, timeoutMs, 'the Python kernel was busy with another execution');
     }
     try {
       const outcome = await this.#ensureStarted();
       if (outcome !== 'ready') return undefined;
-      return await this.#run(code, ctx, overlay, deadline, timeoutMs, started);
+      return await this.#run(code, ctx, overlay, deadline, timeoutMs, started, signal);
     } finally {
       release();
     }
@@ -184,6 +189,7 @@ export class KernelService {
     deadline: number,
     timeoutMs: number,
     started: number,
+    signal?: AbortSignal,
   ): Promise<ExecuteResponse> {
     const bridge = this.#bridge;
     if (!bridge?.stdin || !bridge.running) return deadResponse(started, 'the Python kernel is not running');
@@ -204,7 +210,12 @@ export class KernelService {
     this.#state = 'busy';
     let timedOut = false;
     let restarted = false;
-    let result = await withTimeout(answer, deadline - Date.now());
+    // The deadline, or the client going away (then the run is interrupted the same way, and nobody reads the answer).
+    const aborted = new Promise<undefined>((resolve) => {
+      if (signal?.aborted) resolve(undefined);
+      signal?.addEventListener('abort', () => resolve(undefined), { once: true });
+    });
+    let result = await Promise.race([withTimeout(answer, deadline - Date.now()), aborted]);
     if (result === undefined) {
       timedOut = true;
       this.#killKernel('SIGINT');
