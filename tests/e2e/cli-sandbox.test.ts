@@ -114,7 +114,7 @@ describe('warren sandbox (real binary, real server)', () => {
     expect(toStdout.stdout).toBe('from stdin\n');
   });
 
-  it('cp moves a file larger than one agent request (parts) with the CLI memory far below its size', async () => {
+  it('cp streams a large file both ways with the CLI memory far below its size', async () => {
     const size = 160 * 1024 * 1024;
     const big = join(dir, 'big.bin');
     const hash = createHash('sha256');
