@@ -318,8 +318,12 @@ describe('template build API as the Python SDK sees it', () => {
       steps: [
         { type: 'ENV', args: ['MODE', 'py'] },
         { type: 'WORKDIR', args: ['/srv/app'] },
-        { type: 'RUN', args: ['echo "$MODE" > mode.txt'] },
+        { type: 'RUN', args: ['echo "$MODE" > mode.txt && useradd -m -u 1000 app'] },
+        { type: 'USER', args: ['app'] },
+        { type: 'WORKDIR', args: ['/home/app'] },
+        { type: 'RUN', args: ['id -un > who.txt && echo "$MODE" >> who.txt'] },
         { type: 'USER', args: ['root'] },
+        { type: 'WORKDIR', args: ['/srv/app'] },
         { type: 'CMD', args: ['python3 -m http.server 8100'] },
       ],
       startCmd: null,
@@ -331,12 +335,24 @@ describe('template build API as the Python SDK sees it', () => {
     try {
       const out = await runIn(
         sb.body.id,
-        'pwd; cat mode.txt; echo "$MODE"; sleep 1; ps -eo args | grep -c "^python3 -m [h]ttp.server 8100"',
+        'pwd; cat mode.txt; echo "$MODE"; sleep 1; ps -eo args | grep -c "^python3 -m [h]ttp.server 8100"; ' +
+          'cat /home/app/who.txt; stat -c %U /home/app/who.txt',
       );
-      expect(out.stdout).toBe('/srv/app\npy\npy\n1\n');
+      expect(out.stdout).toBe('/srv/app\npy\npy\n1\napp\npy\napp\n');
     } finally {
       await cp('DELETE', `/v1/sandboxes/${sb.body.id}`);
     }
+    const unknown = await startBuild({
+      name: `nouser-${suffix}`,
+      from_image: 'base',
+      steps: [
+        { type: 'USER', args: ['nobody-here'] },
+        { type: 'RUN', args: ['true'] },
+      ],
+    });
+    const failed = await waitForBuild(unknown);
+    expect(failed.status.status).toBe('failed');
+    expect(failed.status.error_message).toBe("USER nobody-here: no such user in the image's /etc/passwd");
   }, 120_000);
 
   it("node:20 resolves to Debian 12 with the server's own Node.js 20 and npm (no registry reachable)", async () => {

@@ -424,7 +424,7 @@ export class TemplateBuildService {
     row: TemplateRow,
     req: BuildRequest,
     command: string,
-    state: { layers: string[]; env: Record<string, string>; workdir: string },
+    state: { layers: string[]; env: Record<string, string>; workdir: string; user: string | null },
     layerDir: string,
     signal: AbortSignal,
     log: (line: string) => Promise<void>,
@@ -453,7 +453,7 @@ export class TemplateBuildService {
       signal.throwIfAborted();
       const token = tokens.issue(sb.id, 3600).token;
       const stepSeconds = Math.ceil(this.o.stepTimeoutMs / 1000);
-      const script = `mkdir -p ${shellQuote(state.workdir)} && cd ${shellQuote(state.workdir)} && ${command}`;
+      const script = await runScript(command, state);
       // Output goes to the build log line by line as it is printed.
       const partial = { stdout: '', stderr: '' };
       const result = await streamAgentCommand(
@@ -567,6 +567,27 @@ export class TemplateBuildService {
     for (const b of builds) b.controller.abort(new Error('the server is shutting down'));
     await Promise.all(builds.map((b) => b.done));
   }
+}
+
+/**
+ * The shell script of a RUN step: create and enter WORKDIR (as root, like
+ * Docker), then run the command, as the USER set so far through `setpriv`
+ * (util-linux) when it is not root.
+ * @throws BuildStepError for a USER the image's /etc/passwd does not know.
+ */
+async function runScript(command: string, state: { layers: string[]; workdir: string; user: string | null }) {
+  const enter = `mkdir -p ${shellQuote(state.workdir)} && cd ${shellQuote(state.workdir)}`;
+  if (state.user === null || state.user === 'root' || state.user === '0' || state.user === '0:0') {
+    return `${enter} && ${command}`;
+  }
+  const owner = await resolveOwner(state.layers, state.user);
+  if (!owner) throw new BuildStepError(`USER ${state.user}: no such user in the image's /etc/passwd`);
+  const groups = /^\d+(:\d+)?$/.test(state.user) ? '--clear-groups' : '--init-groups';
+  return (
+    `${enter} && if ! command -v setpriv >/dev/null 2>&1; then ` +
+    `echo "USER ${state.user} needs setpriv (util-linux) in the image" >&2; exit 127; fi && ` +
+    `exec setpriv --reuid=${owner.uid} --regid=${owner.gid} ${groups} -- /bin/sh -c ${shellQuote(command)}`
+  );
 }
 
 /** Moves a directory tree (within a filesystem by rename, across filesystems by `cp -a`, keeping xattrs). */
