@@ -38,7 +38,9 @@ describe('bench harness (smoke: N tiny, no timing asserted)', () => {
     }
     expect(markdown(report)).toContain('| 8 | print → stdout frame');
     expect(await sandboxCgroups(network.cgroupParent)).toEqual([]);
-    expect(await exists(`/sys/fs/cgroup/pids/${network.cgroupParent}`)).toBe(false);
+    for (const hierarchy of ['pids', 'memory', 'freezer', 'systemd', 'unified']) {
+      expect(await exists(`/sys/fs/cgroup/${hierarchy}/${network.cgroupParent}`), hierarchy).toBe(false);
+    }
     expect(await succeeds(['ip', 'link', 'show', network.bridge])).toBe(false);
     expect(await succeeds(['nft', 'list', 'table', 'inet', network.nftTable])).toBe(false);
   });

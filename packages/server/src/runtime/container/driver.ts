@@ -217,7 +217,9 @@ export class ContainerDriver implements Driver {
     if (await isMountPoint(join(dir, 'rootfs')))
       await run(['umount', '-l', join(dir, 'rootfs')], { allowFailure: true });
     await this.killCgroup(sandboxId);
-    for (const controller of CGROUP_CONTROLLERS) {
+    // crun also makes the sandbox's cgroup in the named systemd hierarchy and the cgroup2 (unified) one; when
+    // `crun delete` meets a cgroup still busy with dying tasks it leaves directories behind in any of them.
+    for (const controller of [...CGROUP_CONTROLLERS, 'systemd', 'unified']) {
       // A cgroup directory can only be removed with rmdir (crun normally removed it already).
       await rmdir(`/sys/fs/cgroup/${controller}/${this.options.cgroupParent}/${sandboxId}`).catch(() => undefined);
     }
