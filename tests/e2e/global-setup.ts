@@ -1,6 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { TestProject } from 'vitest/node';
-import { sandboxCgroups } from './leaks.ts';
+import { sandboxCgroupsEverywhere } from './leaks.ts';
 import { removeTestNetwork, startServer, stopServer, testNetwork } from './server.ts';
 
 declare module 'vitest' {
@@ -31,8 +31,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   return async () => {
     await stopServer(handle, { deleteSandboxes: true });
-    const left = await sandboxCgroups(net.cgroupParent);
-    if (left.length > 0) throw new Error(`sandboxes left running after the suite: ${left.join(', ')}`);
+    const left = await sandboxCgroupsEverywhere(net.cgroupParent);
+    if (left.length > 0) throw new Error(`sandbox cgroups left after the suite: ${left.join(', ')}`);
     await removeTestNetwork(net);
     await rm(dataDir, { recursive: true, force: true });
   };

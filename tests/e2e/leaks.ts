@@ -81,6 +81,20 @@ export async function tracesAfterTeardown(
 }
 
 /** Sandbox cgroups (any process of a sandbox lives in one) under a server's cgroup parent. */
+/**
+ * Sandbox cgroups under `cgroupParent` in any hierarchy, the named `systemd`
+ * and the cgroup2 `unified` ones included (crun can leave those behind).
+ * Returns `hierarchy/id` entries.
+ */
+export async function sandboxCgroupsEverywhere(cgroupParent: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const hierarchy of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    const entries = await readdir(`/sys/fs/cgroup/${hierarchy}/${cgroupParent}`).catch(() => [] as string[]);
+    for (const e of entries) if (/^sb[a-z0-9]{14}$/.test(e)) found.push(`${hierarchy}/${e}`);
+  }
+  return found;
+}
+
 export async function sandboxCgroups(cgroupParent: string): Promise<string[]> {
   const entries = await readdir(`/sys/fs/cgroup/pids/${cgroupParent}`).catch(() => [] as string[]);
   return entries.filter((e) => /^sb[a-z0-9]{14}$/.test(e));
