@@ -29,6 +29,18 @@ export interface Logger {
   error(msg: string): void;
 }
 
+/**
+ * Whether a warm-pool sandbox of this template boots with network egress.
+ * Most creates ask for `internet_access: true` (the default), and granting it
+ * on claim is an `nft` run on the create path, so pool sandboxes boot with it
+ * when nothing runs in them before a claim. A template with a start command
+ * runs that command before anyone owns the sandbox: those boot without egress,
+ * and get it on claim.
+ */
+export function poolEgress(template: TemplateRow): boolean {
+  return template.startCmd === null;
+}
+
 /** The `/health` features the server waits on. */
 interface AgentFeatures {
   kernel_available?: boolean | null;
@@ -188,8 +200,10 @@ export class SandboxService {
     const id = row.id;
     const issued = this.tokens.issue(id);
     try {
-      // A pooled sandbox booted without egress; grant it now if asked.
-      if (pooled && row.internetAccess) await this.driver.setInternetAccess(row.addressIndex, true);
+      // A pooled sandbox booted with the egress `poolEgress` chose; change it only when asked otherwise.
+      if (pooled && row.internetAccess !== poolEgress(template)) {
+        await this.driver.setInternetAccess(row.addressIndex, row.internetAccess);
+      }
       await this.applyEnv(id, issued.token, row.envVars);
     } catch (err) {
       this.log.error(`sandbox ${id}: set-up failed: ${(err as Error).message}`);
@@ -227,15 +241,17 @@ export class SandboxService {
   }
 
   /**
-   * Boots one warm-pool sandbox of a template: no owner, no egress, agent up.
-   * It stays `creating` (unclaimable) until booted, then becomes `pooled`.
+   * Boots one warm-pool sandbox of a template: no owner, agent up, egress as
+   * `poolEgress` says. It stays `creating` (unclaimable) until booted, then
+   * becomes `pooled`.
    */
   async bootPooled(template: TemplateRow): Promise<void> {
-    const inserted = this.insertInternal(template.id, POOL_KEY_ID, false);
+    const egress = poolEgress(template);
+    const inserted = this.insertInternal(template.id, POOL_KEY_ID, egress);
     if (!inserted.ok) return;
     const row = inserted.sandbox;
     try {
-      await this.boot(row, template, false);
+      await this.boot(row, template, egress);
       await this.waitForKernel(row.id);
     } catch (err) {
       this.store.transition(row.id, ['creating'], 'error', { error: (err as Error).message });
