@@ -103,6 +103,8 @@ export class TemplateBuildService {
   private readonly o: TemplateBuildServiceOptions;
   private readonly layers: LayerCache;
   private readonly uploadKey = randomBytes(32);
+  /** Bytes written to each running build's log. */
+  private readonly logBytes = new Map<string, number>();
   private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private readonly queue: Array<() => void> = [];
   private active = 0;
@@ -245,6 +247,7 @@ export class TemplateBuildService {
   private async runQueued(row: TemplateRow, req: BuildRequest, controller: AbortController): Promise<void> {
     await mkdir(join(this.o.dataDir, 'builds'), { recursive: true });
     await writeFile(this.logPath(row.id), '');
+    this.logBytes.set(row.id, 0);
     if (this.active >= this.o.maxConcurrentBuilds) {
       await this.appendLog(row.id, 'waiting for another build to finish');
       await new Promise<void>((resolve) => this.queue.push(resolve));
@@ -253,21 +256,21 @@ export class TemplateBuildService {
     try {
       await this.build(row, req, controller);
     } finally {
+      this.logBytes.delete(row.id);
       this.active--;
       this.queue.shift()?.();
     }
   }
 
+  /** Appends to a build's log; its size is counted here (the log is written only by this process). */
   private async appendLog(templateId: string, text: string): Promise<void> {
-    const path = this.logPath(templateId);
-    const size = await stat(path).then(
-      (s) => s.size,
-      () => 0,
-    );
+    const size = this.logBytes.get(templateId) ?? 0;
     if (size >= MAX_LOG_BYTES) return;
     const lines = text.endsWith('\n') ? text : `${text}\n`;
     const room = MAX_LOG_BYTES - size;
-    await appendFile(path, lines.length <= room ? lines : `${lines.slice(0, room)}\n[log truncated]\n`);
+    const chunk = lines.length <= room ? lines : `${lines.slice(0, room)}\n[log truncated]\n`;
+    this.logBytes.set(templateId, size + Buffer.byteLength(chunk));
+    await appendFile(this.logPath(templateId), chunk);
   }
 
   private async build(row: TemplateRow, req: BuildRequest, controller: AbortController): Promise<void> {

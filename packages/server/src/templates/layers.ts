@@ -120,7 +120,6 @@ export async function fillRuntimeLayer(dir: string, lower: readonly string[], wo
   for (const d of [workdir, RUNTIME_BUNDLE_MOUNT, '/run', '/tmp', '/proc', '/sys', '/dev']) {
     const below = await lookupInStack(lower, d);
     if (below?.stats.isDirectory()) continue;
-    if (below) await rm(join(dir, d), { force: true });
     await ensureDir(d);
     if (d === '/tmp') await chmod(join(dir, d), 0o1777);
   }
