@@ -12,13 +12,22 @@ import {
   type TestNetwork,
 } from '../tests/e2e/server.ts';
 
-/** Names of the bench server's own bridge, network, nft table and cgroup parent, apart from any install or test. */
-export const BENCH_NETWORK: TestNetwork = {
-  bridge: 'wbench',
-  cidr: '10.240.0.0/16',
-  nftTable: 'warren_bench',
-  cgroupParent: 'warren-bench',
-};
+/**
+ * Names of the bench server's own bridge, network, nft table and cgroup parent, apart from any install or test.
+ * `WARREN_BENCH_SLOT=n` (1–9) gives each of several benches run at once on one machine its own set.
+ */
+export const BENCH_NETWORK: TestNetwork = benchNetwork(Number(process.env.WARREN_BENCH_SLOT ?? 0));
+
+function benchNetwork(slot: number): TestNetwork {
+  if (!Number.isInteger(slot) || slot < 0 || slot > 9) throw new Error(`WARREN_BENCH_SLOT must be 0-9, got ${slot}`);
+  const suffix = slot === 0 ? '' : String(slot);
+  return {
+    bridge: `wbench${suffix}`,
+    cidr: `10.${240 + slot}.0.0/16`,
+    nftTable: `warren_bench${suffix}`,
+    cgroupParent: `warren-bench${suffix}`,
+  };
+}
 
 export const BENCH_API_KEY = 'wrn_bench_key_0123456789abcdef';
 
