@@ -14,7 +14,8 @@ fi
 # Debian packages the server needs on the host.
 # tmux, docker-registry, skopeo, umoci and busybox-static are for the test suite (terminal CLI
 # tests, a local OCI registry and test images); the server itself does not call them.
-packages=(crun mmdebstrap nftables iproute2 util-linux mount patchelf gcc libc6-dev ca-certificates
+# python3 runs the server's host-command spawner (packages/server/native/warren-spawner.py).
+packages=(crun mmdebstrap nftables iproute2 util-linux mount patchelf gcc libc6-dev ca-certificates python3
   tmux docker-registry skopeo umoci busybox-static)
 missing=()
 for p in "${packages[@]}"; do

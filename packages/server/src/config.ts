@@ -34,6 +34,8 @@ const schema = z.object({
   WARREN_BOOT_TIMEOUT_MS: z.coerce.number().int().min(1000).default(30_000),
   /** Warm pool size per template: `name=count,…`, or one number for every template; 0 disables it. */
   WARREN_POOL: z.string().default('base=2,code-interpreter=2'),
+  /** After a claim, the pool waits this long before booting a replacement, so the boot does not slow the request. */
+  WARREN_POOL_REFILL_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(150),
   /** When true, SIGTERM deletes every sandbox before the server exits (default: they keep running). */
   WARREN_STOP_SANDBOXES_ON_EXIT: z.enum(['true', 'false', '1', '0']).default('false'),
   /** Preview host domain: `{port}-{id}.{WARREN_DOMAIN}` reaches a sandbox port (needs wildcard DNS); unset = path form only. */
@@ -87,6 +89,7 @@ export type Config = Readonly<{
   bootTimeoutMs: number;
   listPageMax: number;
   pool: string;
+  poolRefillDelayMs: number;
   stopSandboxesOnExit: boolean;
   domain: string | undefined;
   webhookAllow: string | undefined;
@@ -133,6 +136,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootTimeoutMs: e.WARREN_BOOT_TIMEOUT_MS,
     listPageMax: e.WARREN_LIST_PAGE_MAX,
     pool: e.WARREN_POOL,
+    poolRefillDelayMs: e.WARREN_POOL_REFILL_DELAY_MS,
     stopSandboxesOnExit: e.WARREN_STOP_SANDBOXES_ON_EXIT === 'true' || e.WARREN_STOP_SANDBOXES_ON_EXIT === '1',
     domain: e.WARREN_DOMAIN?.toLowerCase(),
     webhookAllow: e.WARREN_WEBHOOK_ALLOW,

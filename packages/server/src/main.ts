@@ -98,7 +98,13 @@ async function main(): Promise<void> {
   });
   const interrupted = templateBuilds.recover();
   if (interrupted > 0) log.warn(`${interrupted} template build(s) were interrupted by a restart and marked failed`);
-  const pool = new WarmPool({ store, sandboxes, log, sizesByName: parsePoolSizes(config.pool, config.templates) });
+  const pool = new WarmPool({
+    store,
+    sandboxes,
+    log,
+    sizesByName: parsePoolSizes(config.pool, config.templates),
+    refillDelayMs: config.poolRefillDelayMs,
+  });
 
   // Expiry lives in the store, so a restarted server reaps on time too.
   let reaping = false;

@@ -37,12 +37,23 @@ export class WarmPool {
   /** Sizes by template name, for templates built later. */
   private readonly sizesByName: Map<string, number>;
   private readonly filling = new Map<string, Promise<void>>();
+  /** Refills scheduled after a claim, per template id. */
+  private readonly delayed = new Map<string, NodeJS.Timeout>();
+  private readonly refillDelayMs: number;
   private stopped = false;
 
-  constructor(deps: { store: Store; sandboxes: SandboxService; log: Logger; sizesByName: Map<string, number> }) {
+  constructor(deps: {
+    store: Store;
+    sandboxes: SandboxService;
+    log: Logger;
+    sizesByName: Map<string, number>;
+    /** Wait after a claim before booting its replacement. @default 0 */
+    refillDelayMs?: number;
+  }) {
     this.store = deps.store;
     this.sandboxes = deps.sandboxes;
     this.log = deps.log;
+    this.refillDelayMs = deps.refillDelayMs ?? 0;
     this.targets = new Map();
     this.sizesByName = deps.sizesByName;
     for (const [name, size] of deps.sizesByName) {
@@ -56,7 +67,7 @@ export class WarmPool {
       if (size > 0 && template.status === 'active') this.targets.set(template.id, size);
     }
     this.sandboxes.pooledTemplates = new Set(this.targets.keys());
-    this.sandboxes.onPoolClaim = (templateId) => this.refill(templateId);
+    this.sandboxes.onPoolClaim = (templateId) => this.refillLater(templateId);
   }
 
   /** Starts filling every pool. */
@@ -67,6 +78,8 @@ export class WarmPool {
   /** Stops refilling (booted pool sandboxes stay, and are adopted again after a restart). */
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const timer of this.delayed.values()) clearTimeout(timer);
+    this.delayed.clear();
     await Promise.allSettled(this.filling.values());
   }
 
@@ -74,7 +87,11 @@ export class WarmPool {
   async ready(): Promise<void> {
     for (;;) {
       const pending = [...this.filling.values()];
-      if (pending.length === 0) return;
+      if (pending.length === 0 && this.delayed.size === 0) return;
+      if (pending.length === 0) {
+        await new Promise((r) => setTimeout(r, this.refillDelayMs));
+        continue;
+      }
       await Promise.allSettled(pending);
     }
   }
@@ -107,6 +124,26 @@ export class WarmPool {
     for (const row of this.store.sandboxesInStatus(['pooled'])) {
       if (row.templateId === templateId) await this.sandboxes.delete(row.id);
     }
+  }
+
+  /**
+   * A claim took a pooled sandbox: its replacement boots `refillDelayMs`
+   * later, so the boot (a Node.js start inside the sandbox, a few host
+   * commands) does not compete with the request that claimed it and the
+   * client's first calls to the new sandbox. Claims during the wait share
+   * one refill, which then boots until the pool is full.
+   */
+  private refillLater(templateId: string): void {
+    if (this.refillDelayMs === 0) {
+      this.refill(templateId);
+      return;
+    }
+    if (this.stopped || this.delayed.has(templateId) || this.filling.has(templateId)) return;
+    const timer = setTimeout(() => {
+      this.delayed.delete(templateId);
+      this.refill(templateId);
+    }, this.refillDelayMs);
+    this.delayed.set(templateId, timer);
   }
 
   /** Boots sandboxes until the template's pool is full; one refill loop per template. */
