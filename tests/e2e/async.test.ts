@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Sandbox } from '@hopx-ai/sdk';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { agent, type CreatedSandbox, createSandbox, deleteSandbox } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 
@@ -81,7 +81,7 @@ describe('POST /execute/async (run by the server, result POSTed to a callback)',
     receiver.server.close();
     if (sb) {
       await deleteSandbox(sb);
-      expect(await tracesOf(sb.id, ctx)).toEqual([]);
+      expect(await tracesAfterTeardown(sb.id, ctx)).toEqual([]);
     }
   });
 

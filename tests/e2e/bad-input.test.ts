@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { agent, type CreatedSandbox, cp, createSandbox, deleteSandbox, sh } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 
@@ -91,7 +91,7 @@ describe('agent rejects bad input and path escapes', () => {
 
   afterAll(async () => {
     await deleteSandbox(sb);
-    expect(await tracesOf(sb.id, ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(sb.id, ctx)).toEqual([]);
   });
 
   it('malformed JSON, missing fields, bad types, oversized bodies', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { warren } from './cli.ts';
 import { cp } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -21,7 +21,7 @@ describe('warren sandbox (real binary, real server)', () => {
   });
   afterAll(async () => {
     await Promise.all(created.map((s) => cp('DELETE', `/v1/sandboxes/${s}`)));
-    for (const s of created) expect(await tracesOf(s, ctx)).toEqual([]);
+    for (const s of created) expect(await tracesAfterTeardown(s, ctx)).toEqual([]);
     await rm(dir, { recursive: true, force: true });
   });
 

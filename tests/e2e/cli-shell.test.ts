@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { cliEnv, run, WARREN_BIN, warren } from './cli.ts';
 import { cp } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -48,7 +48,7 @@ describe('warren sandbox shell in a real terminal (tmux)', () => {
     await tmux.tmux('kill-server').catch(() => undefined);
     if (id) {
       await cp('DELETE', `/v1/sandboxes/${id}`);
-      expect(await tracesOf(id, ctx)).toEqual([]);
+      expect(await tracesAfterTeardown(id, ctx)).toEqual([]);
     }
   });
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { warren } from './cli.ts';
 import { cp } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 const NAME = `cli-e2e-${process.pid}`;
@@ -58,7 +58,7 @@ describe('warren template (real binary, real build API)', () => {
 
   afterAll(async () => {
     await Promise.all(sandboxes.map((s) => cp('DELETE', `/v1/sandboxes/${s}`)));
-    for (const s of sandboxes) expect(await tracesOf(s, ctx)).toEqual([]);
+    for (const s of sandboxes) expect(await tracesAfterTeardown(s, ctx)).toEqual([]);
     for (const name of [NAME, FAILING]) {
       const t = await cp<{ id: string }>('GET', `/v1/templates/${name}`);
       if (t.status === 200) await cp('DELETE', `/v1/templates/${t.body.id}`);

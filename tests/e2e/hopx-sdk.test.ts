@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Sandbox, SandboxExpiredError } from '@hopx-ai/sdk';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 const opts = { baseURL: ctx.baseURL, apiKey: ctx.apiKey };
@@ -146,13 +146,13 @@ describe('official @hopx-ai/sdk 0.5.1 against a real Warren server', () => {
     } finally {
       await Promise.all(extra.map((s) => s.kill()));
     }
-    for (const s of extra) expect(await tracesOf(s.sandboxId, ctx)).toEqual([]);
+    for (const s of extra) expect(await tracesAfterTeardown(s.sandboxId, ctx)).toEqual([]);
   });
 
   it('kill removes the sandbox; getInfo then throws SandboxExpiredError and nothing is left', async () => {
     const id = sb.sandboxId;
     await sb.kill();
     await expect(sb.getInfo()).rejects.toBeInstanceOf(SandboxExpiredError);
-    expect(await tracesOf(id, ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(id, ctx)).toEqual([]);
   });
 });

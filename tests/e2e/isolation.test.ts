@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:net';
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CreatedSandbox, cp, createSandbox, deleteSandbox, py, sh } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 
@@ -43,7 +43,7 @@ describe('isolation of a real sandbox', () => {
 
   afterAll(async () => {
     await Promise.all(created.map(deleteSandbox));
-    for (const s of created) expect(await tracesOf(s.id, ctx)).toEqual([]);
+    for (const s of created) expect(await tracesAfterTeardown(s.id, ctx)).toEqual([]);
   });
 
   it('has its own hostname and pid namespace, and sees no host process', async () => {

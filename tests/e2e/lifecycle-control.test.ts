@@ -19,7 +19,7 @@ describe('pause and resume', () => {
   const created: CreatedSandbox[] = [];
   afterAll(async () => {
     await Promise.all(created.map(deleteSandbox));
-    for (const s of created) expect(await tracesOf(s.id, ctx)).toEqual([]);
+    for (const s of created) expect(await tracesAfterTeardown(s.id, ctx)).toEqual([]);
   });
 
   it('freezes processes, keeps files, answers agent calls with 409, and continues after resume', async () => {

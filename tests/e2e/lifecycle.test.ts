@@ -1,8 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import { describe, expect, inject, it } from 'vitest';
 import { agent, cp, createSandbox, deleteSandbox, sh } from './client.ts';
-import { bridgeVeths, namedNetns, tracesOf } from './leaks.ts';
+import { bridgeVeths, namedNetns, tracesAfterTeardown } from './leaks.ts';
 
 const ctx = inject('warren');
 
@@ -40,12 +41,31 @@ describe('sandbox lifecycle and tokens', () => {
     expect((await agent(sb, 'GET', '/info', undefined, { token: refreshed.body.auth_token })).status).toBe(200);
 
     await deleteSandbox(sb);
-    expect(await tracesOf(sb.id, ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(sb.id, ctx)).toEqual([]);
     const gone = await agent<{ code: string; message: string }>(sb, 'GET', '/info');
     expect(gone.status).toBe(404);
     expect(gone.body.message).toMatch(/Sandbox .* not found/);
     expect((await cp('GET', `/v1/sandboxes/${sb.id}`)).status).toBe(404);
     expect((await cp('DELETE', `/v1/sandboxes/${sb.id}`)).status).toBe(404);
+  });
+
+  it('DELETE answers once every process of the sandbox is dead; the rest of the teardown follows', async () => {
+    const sb = await createSandbox({ template_name: 'base' });
+    expect((await sh(sb, 'nohup sleep 1000 >/dev/null 2>&1 & echo started')).stdout.trim()).toBe('started');
+    const procs = `/sys/fs/cgroup/pids/${ctx.cgroupParent}/${sb.id}/cgroup.procs`;
+    const before = (await readFile(procs, 'utf8')).split('\n').filter(Boolean);
+    expect(before.length).toBeGreaterThanOrEqual(3); // init, agent, sleep
+    expect((await cp('DELETE', `/v1/sandboxes/${sb.id}`)).status).toBe(200);
+    // Right after the answer: no process is left (the cgroup is empty, or already removed).
+    expect((await readFile(procs, 'utf8').catch(() => '')).trim()).toBe('');
+    for (const pid of before) {
+      // Gone, or dead and waiting to be reaped by its parent outside the sandbox.
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      expect(['', 'Z', 'X']).toContain(
+        stat === '' ? '' : stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3),
+      );
+    }
+    expect(await tracesAfterTeardown(sb.id, ctx)).toEqual([]);
   });
 
   it("a sandbox's agent refuses another sandbox's token, even straight on its socket", async () => {
@@ -67,7 +87,7 @@ describe('sandbox lifecycle and tokens', () => {
     const outputs = await Promise.all(sandboxes.map((s) => sh(s, 'hostname')));
     expect(outputs.map((o) => o.stdout.trim())).toEqual(sandboxes.map((s) => s.id));
     await Promise.all(sandboxes.map(deleteSandbox));
-    for (const s of sandboxes) expect(await tracesOf(s.id, ctx)).toEqual([]);
+    for (const s of sandboxes) expect(await tracesAfterTeardown(s.id, ctx)).toEqual([]);
   });
 
   it('no deleted sandbox of this run left a mount, netns, veth, cgroup, process or directory', async () => {
@@ -81,7 +101,7 @@ describe('sandbox lifecycle and tokens', () => {
     const deleted = rows.filter((r) => r.status === 'deleted' || r.status === 'error');
     const live = rows.filter((r) => !['deleted', 'error'].includes(r.status));
     expect(deleted.length).toBeGreaterThan(0);
-    for (const r of deleted) expect(await tracesOf(r.id, ctx)).toEqual([]);
+    for (const r of deleted) expect(await tracesAfterTeardown(r.id, ctx)).toEqual([]);
     // Every veth on the bridge belongs to a live sandbox (pool sandboxes may be booting meanwhile).
     const liveVeths = new Set(live.map((r) => `wv${r.address_index}`));
     for (const veth of await bridgeVeths(ctx.bridge)) expect(liveVeths).toContain(veth);

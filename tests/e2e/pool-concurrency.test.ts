@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { bridgeVeths, sandboxCgroups, tracesAfterTeardown, tracesOf } from './leaks.ts';
+import { bridgeVeths, sandboxCgroups, tracesAfterTeardown } from './leaks.ts';
 import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
 
 const slot = Number(process.env.WARREN_TEST_SLOT ?? 0);
@@ -124,7 +124,7 @@ describe('warm pool and concurrency (servers of their own)', () => {
     const refillDeadline = Date.now() + 60_000;
     while (s.rows('pooled').length < 3 && Date.now() < refillDeadline) await sleep(200);
     expect(s.rows('pooled').length).toBe(3);
-    for (const id of [first.id, ...later.map((l) => l.id)]) expect(await tracesOf(id, s.ctx)).toEqual([]);
+    for (const id of [first.id, ...later.map((l) => l.id)]) expect(await tracesAfterTeardown(id, s.ctx)).toEqual([]);
   });
 
   it('a pooled code-interpreter sandbox is handed out with its Python kernel already warm', async () => {
@@ -184,7 +184,7 @@ describe('warm pool and concurrency (servers of their own)', () => {
     const deletes = await Promise.all(Array.from({ length: 5 }, () => s.cp('DELETE', `/v1/sandboxes/${target}`)));
     for (const d of deletes) expect([200, 404]).toContain(d.status);
     expect(deletes.filter((d) => d.status === 200).length).toBeGreaterThanOrEqual(1);
-    expect(await tracesOf(target, s.ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(target, s.ctx)).toEqual([]);
     // The freed slot can be used again.
     expect((await s.cp('POST', '/v1/sandboxes', { template_name: 'base' })).status).toBe(201);
   });

@@ -4,7 +4,7 @@ import { type IncomingHttpHeaders, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
 import { agent, type CreatedSandbox, cp, createSandbox, deleteSandbox, sh } from './client.ts';
-import { tracesOf } from './leaks.ts';
+import { tracesAfterTeardown, tracesOf } from './leaks.ts';
 import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
 
 const ctx = inject('warren');
@@ -181,7 +181,7 @@ describe('port previews (path form) through the gateway', () => {
   afterAll(async () => {
     if (!sb) return;
     await deleteSandbox(sb);
-    expect(await tracesOf(sb.id, ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(sb.id, ctx)).toEqual([]);
   });
 
   it('reaches a python http.server bound to 0.0.0.0, with the prefix stripped', async () => {
@@ -369,7 +369,7 @@ describe('port previews (path form) through the gateway', () => {
     const gone = await fetch(url, { headers: otherAuth });
     expect(gone.status).toBe(404);
     expect(((await gone.json()) as { code: string }).code).toBe('SANDBOX_NOT_FOUND');
-    expect(await tracesOf(other.id, ctx)).toEqual([]);
+    expect(await tracesAfterTeardown(other.id, ctx)).toEqual([]);
   });
 });
 

@@ -180,6 +180,8 @@ async function main(): Promise<void> {
     await pool.stop();
     await templateBuilds.stop();
     if (config.stopSandboxesOnExit) await sandboxes.deleteAll();
+    // DELETE answers once a sandbox's processes are killed; finish the teardowns still running.
+    await sandboxes.settled();
     store.db.close();
     process.exitCode = 0;
   };

@@ -159,7 +159,8 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
 
   app.delete('/sandboxes/:id', async (c) => {
     const row = sandboxes.get(c.get('apiKey'), c.req.param('id'));
-    await sandboxes.delete(row.id);
+    // Answered once its processes are killed; the container, network and files go right after, in the background.
+    await sandboxes.delete(row.id, { untilGone: false });
     return c.json({ id: row.id, object: 'sandbox', status: 'deleted', deleted: true, request_id: c.get('requestId') });
   });
 

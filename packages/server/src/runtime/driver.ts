@@ -36,6 +36,11 @@ export interface BootSpec {
 export interface Driver {
   /** Boots a sandbox and resolves once its agent answers; cleans up after itself on failure. */
   boot(spec: BootSpec): Promise<void>;
+  /**
+   * Sends SIGKILL to every process of a sandbox (thawing it first) and waits
+   * (up to about a second) until they are gone; removes nothing else. Idempotent.
+   */
+  kill(sandboxId: string): Promise<void>;
   /** Removes every trace of a sandbox (process, mounts, network, cgroups, files). Idempotent. */
   destroy(sandboxId: string, addressIndex: number): Promise<void>;
   /** Ends every process of a sandbox and frees its network and cgroups, keeping its filesystem for a later `boot`. */

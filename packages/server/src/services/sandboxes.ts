@@ -78,7 +78,12 @@ export class SandboxService {
   private readonly log: Logger;
   private readonly maxSandboxesPerKey: number;
   /** Deletions in flight, so concurrent DELETEs of one sandbox share one teardown. */
-  private readonly teardowns = new Map<string, Promise<void>>();
+  private readonly teardowns = new Map<string, { killed: Promise<void>; gone: Promise<void> }>();
+  /**
+   * Address slots whose previous sandbox is still being torn down (its veth and
+   * egress entry may still exist): a sandbox given such a slot boots after it.
+   */
+  private readonly releasing = new Map<number, Promise<void>>();
   /** Called after a pooled sandbox was claimed (the pool refills in the background). */
   onPoolClaim: (templateId: string) => void = () => undefined;
   /** Templates whose warm pool is enabled. */
@@ -117,6 +122,7 @@ export class SandboxService {
    * template; with a start command, resolves only once its readiness check passed.
    */
   private async boot(row: SandboxRow, template: TemplateRow, internetAccess: boolean): Promise<void> {
+    await this.releasing.get(row.addressIndex);
     await this.driver.boot({
       sandboxId: row.id,
       templateRootfs: template.rootfsDir!,
@@ -302,19 +308,39 @@ export class SandboxService {
     return row;
   }
 
-  /** Marks the sandbox deleted, then removes every trace of it. Idempotent. */
-  async delete(id: string): Promise<void> {
-    const inFlight = this.teardowns.get(id);
-    if (inFlight) return inFlight;
-    const row = this.store.getSandbox(id);
-    if (!row) return;
-    this.store.transition(id, LIVE, 'deleted');
-    const teardown = this.driver
-      .destroy(id, row.addressIndex)
-      .catch((err: unknown) => this.log.error(`sandbox ${id}: teardown failed: ${(err as Error).message}`))
-      .finally(() => this.teardowns.delete(id));
-    this.teardowns.set(id, teardown);
-    return teardown;
+  /**
+   * Marks the sandbox deleted, kills every process in it, then removes every
+   * trace of it (container, network, mounts, cgroups, files). Resolves once
+   * all of that is done, or with `untilGone: false` as soon as its processes
+   * were killed (the rest goes on in the background; its address slot is
+   * reused only after it). Idempotent.
+   */
+  async delete(id: string, options: { untilGone?: boolean } = {}): Promise<void> {
+    let teardown = this.teardowns.get(id);
+    if (!teardown) {
+      const row = this.store.getSandbox(id);
+      if (!row) return;
+      this.store.transition(id, LIVE, 'deleted');
+      const fail = (what: string) => (err: unknown) =>
+        this.log.error(`sandbox ${id}: ${what} failed: ${(err as Error).message}`);
+      const killed = this.driver.kill(id).catch(fail('kill'));
+      const gone = killed
+        .then(() => this.driver.destroy(id, row.addressIndex))
+        .catch(fail('teardown'))
+        .finally(() => {
+          this.teardowns.delete(id);
+          if (this.releasing.get(row.addressIndex) === gone) this.releasing.delete(row.addressIndex);
+        });
+      teardown = { killed, gone };
+      this.teardowns.set(id, teardown);
+      this.releasing.set(row.addressIndex, gone);
+    }
+    await (options.untilGone === false ? teardown.killed : teardown.gone);
+  }
+
+  /** Resolves when every teardown in flight has finished. */
+  async settled(): Promise<void> {
+    while (this.teardowns.size > 0) await Promise.all([...this.teardowns.values()].map((t) => t.gone));
   }
 
   private conflict(row: SandboxRow, action: string): ServiceError {

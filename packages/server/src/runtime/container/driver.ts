@@ -266,6 +266,29 @@ export class ContainerDriver implements Driver {
     return readdir(this.options.sandboxesDir).catch(() => []);
   }
 
+  async kill(sandboxId: string): Promise<void> {
+    await writeFile(`${this.cgroup('freezer', sandboxId)}/freezer.state`, 'THAWED').catch(() => undefined);
+    // Killing the pid namespace's init takes the rest along; that takes the kernel a few milliseconds.
+    for (let attempt = 0; attempt < 500; attempt++) {
+      if ((await this.signalCgroup(sandboxId)) === 0) return;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  /** SIGKILL to every process in the sandbox's pids cgroup; returns how many there were. */
+  private async signalCgroup(sandboxId: string): Promise<number> {
+    const procs = await readFile(`${this.cgroup('pids', sandboxId)}/cgroup.procs`, 'utf8').catch(() => '');
+    const pids = procs.split('\n').filter(Boolean).map(Number);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    return pids.length;
+  }
+
   /**
    * Kills whatever is still in the sandbox's cgroup (thawing it first, since
    * frozen tasks cannot die) and waits until it is empty.
@@ -274,16 +297,7 @@ export class ContainerDriver implements Driver {
     const cgroup = (controller: string) => this.cgroup(controller, sandboxId);
     await writeFile(`${cgroup('freezer')}/freezer.state`, 'THAWED').catch(() => undefined);
     for (let attempt = 0; attempt < 250; attempt++) {
-      const procs = await readFile(`${cgroup('pids')}/cgroup.procs`, 'utf8').catch(() => '');
-      const pids = procs.split('\n').filter(Boolean).map(Number);
-      if (pids.length === 0) return;
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      if ((await this.signalCgroup(sandboxId)) === 0) return;
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error(`sandbox ${sandboxId}: processes survive SIGKILL in its cgroup`);
