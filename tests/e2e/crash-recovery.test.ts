@@ -96,7 +96,7 @@ describe('crash recovery and restarts (a server of its own)', () => {
     expect((await run(b, 'echo x')).status).toBe(404);
 
     expect((await cp('DELETE', `/v1/sandboxes/${a.id}`)).status).toBe(200);
-    expect(await tracesOf(a.id, ctx())).toEqual([]);
+    expect(await tracesAfterTeardown(a.id, ctx())).toEqual([]);
     expect(await bridgeVeths(net.bridge)).toEqual([]);
   });
 

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, inject, it } from 'vitest';
@@ -28,6 +29,26 @@ async function addressOf(sb: CreatedSandbox): Promise<string> {
   return r.stdout.trim();
 }
 
+/** Ids of the pooled (booted, unclaimed) base sandboxes. */
+function pooledBase(): string[] {
+  const db = new Database(join(ctx.dataDir, 'warren.db'), { readonly: true });
+  try {
+    return (
+      db
+        .prepare(
+          "SELECT s.id FROM sandboxes s JOIN templates t ON t.id = s.template_id WHERE t.name = 'base' AND s.status = 'pooled'",
+        )
+        .all() as Array<{ id: string }>
+    ).map((r) => r.id);
+  } finally {
+    db.close();
+  }
+}
+
+function cpuShares(id: string): Promise<string> {
+  return readFile(`/sys/fs/cgroup/cpu/${ctx.cgroupParent}/${id}/cpu.shares`, 'utf8').then((s) => s.trim());
+}
+
 async function poolFull(): Promise<void> {
   const db = new Database(join(ctx.dataDir, 'warren.db'), { readonly: true });
   try {
@@ -45,6 +66,22 @@ async function poolFull(): Promise<void> {
   }
   throw new Error('the base pool did not fill');
 }
+
+describe('warm-pool CPU weight', () => {
+  it('pooled sandboxes boot at the lowest CPU weight; a claimed one gets its normal weight', async () => {
+    await poolFull();
+    const pooled = pooledBase();
+    expect(pooled.length).toBeGreaterThanOrEqual(2);
+    for (const id of pooled) expect(await cpuShares(id)).toBe('2');
+    const sb = await createSandbox({ template_name: 'base' });
+    try {
+      expect(pooled).toContain(sb.id);
+      expect(await cpuShares(sb.id)).toBe('1024'); // base: 1 vcpu
+    } finally {
+      await deleteSandbox(sb);
+    }
+  });
+});
 
 describe('warm-pool egress', () => {
   it('a claimed sandbox has egress exactly when it asked for internet access', async () => {

@@ -23,6 +23,12 @@ export interface BootSpec {
   templateEnv: Record<string, string>;
   workdir: string;
   internetAccess: boolean;
+  /**
+   * Boot at the lowest CPU weight, so the boot (mostly the agent's Node.js
+   * start) takes only CPU time no other sandbox wants; `setForeground` gives
+   * the sandbox its normal weight. Warm-pool boots use it.
+   */
+  background?: boolean;
   /** Network address slot, unique among live sandboxes. */
   addressIndex: number;
   /** Hex key the agent verifies this sandbox's tokens with. */
@@ -36,6 +42,8 @@ export interface BootSpec {
 export interface Driver {
   /** Boots a sandbox and resolves once its agent answers; cleans up after itself on failure. */
   boot(spec: BootSpec): Promise<void>;
+  /** Gives a sandbox booted with `background` its normal CPU weight (by its vcpu count). */
+  setForeground(sandboxId: string, vcpu: number): Promise<void>;
   /**
    * Sends SIGKILL to every process of a sandbox (thawing it first) and waits
    * (up to about a second) until they are gone; removes nothing else. Idempotent.

@@ -121,9 +121,15 @@ export class SandboxService {
    * Boots a sandbox whose row exists (in `creating` or a pool boot), with its
    * template; with a start command, resolves only once its readiness check passed.
    */
-  private async boot(row: SandboxRow, template: TemplateRow, internetAccess: boolean): Promise<void> {
+  private async boot(
+    row: SandboxRow,
+    template: TemplateRow,
+    internetAccess: boolean,
+    options: { background?: boolean } = {},
+  ): Promise<void> {
     await this.releasing.get(row.addressIndex);
     await this.driver.boot({
+      background: options.background ?? false,
       sandboxId: row.id,
       templateRootfs: template.rootfsDir!,
       resources: template.resources,
@@ -206,7 +212,8 @@ export class SandboxService {
     const id = row.id;
     const issued = this.tokens.issue(id);
     try {
-      // A pooled sandbox booted with the egress `poolEgress` chose; change it only when asked otherwise.
+      // A pooled sandbox booted at background CPU weight, and with the egress `poolEgress` chose.
+      if (pooled) await this.driver.setForeground(id, template.resources.vcpu);
       if (pooled && row.internetAccess !== poolEgress(template)) {
         await this.driver.setInternetAccess(row.addressIndex, row.internetAccess);
       }
@@ -257,7 +264,7 @@ export class SandboxService {
     if (!inserted.ok) return;
     const row = inserted.sandbox;
     try {
-      await this.boot(row, template, egress);
+      await this.boot(row, template, egress, { background: true });
       await this.waitForKernel(row.id);
     } catch (err) {
       this.store.transition(row.id, ['creating'], 'error', { error: (err as Error).message });

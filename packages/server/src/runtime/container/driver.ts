@@ -149,6 +149,7 @@ export class ContainerDriver implements Driver {
         workdir: spec.workdir,
         memoryMiB: spec.resources.memoryMiB,
         vcpu: spec.resources.vcpu,
+        background: spec.background ?? false,
         pidsLimit: spec.resources.pidsLimit,
         cgroupsPath: `${this.options.cgroupParent}/${spec.sandboxId}`,
         maxOpenFiles: await hostOpenFileLimit(),
@@ -264,6 +265,10 @@ export class ContainerDriver implements Driver {
   /** Sandbox directories on disk (including stopped sandboxes, which have no container). */
   async directories(): Promise<string[]> {
     return readdir(this.options.sandboxesDir).catch(() => []);
+  }
+
+  async setForeground(sandboxId: string, vcpu: number): Promise<void> {
+    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, String(1024 * vcpu));
   }
 
   async kill(sandboxId: string): Promise<void> {

@@ -30,12 +30,17 @@ export interface SandboxSpecInput {
   workdir: string;
   memoryMiB: number;
   vcpu: number;
+  /** Boot at the lowest CPU weight (a warm-pool boot yields to every other sandbox); see `BootSpec.background`. */
+  background?: boolean;
   pidsLimit: number;
   /** cgroup path, relative to each v1 hierarchy root. */
   cgroupsPath: string;
   /** RLIMIT_NOFILE for the sandbox; must not exceed the server's own hard limit. */
   maxOpenFiles: number;
 }
+
+/** cgroup v1 `cpu.shares` of a sandbox booting in the background: the kernel's minimum. */
+export const BACKGROUND_CPU_SHARES = 2;
 
 /** Capabilities a sandbox's root keeps (Docker's default set); everything else is dropped. */
 const CAPABILITIES = [
@@ -218,7 +223,11 @@ export function buildSandboxSpec(input: SandboxSpecInput): Record<string, unknow
       resources: {
         devices: [{ allow: false, access: 'rwm' }],
         memory: { limit: memoryBytes, swap: memoryBytes },
-        cpu: { shares: 1024 * input.vcpu, quota: periodUs * input.vcpu, period: periodUs },
+        cpu: {
+          shares: input.background ? BACKGROUND_CPU_SHARES : 1024 * input.vcpu,
+          quota: periodUs * input.vcpu,
+          period: periodUs,
+        },
         pids: { limit: input.pidsLimit },
       },
       rootfsPropagation: 'private',
