@@ -26,9 +26,9 @@ kernel's process group itself (the bridge is busy waiting for the run).
 """
 
 import ast
+import hmac
 import json
 import os
-import queue
 import re
 import subprocess
 import sys
@@ -39,13 +39,14 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 EXIT_WARNING = re.compile(r"^.*UserWarning: To exit: use 'exit', 'quit', or Ctrl-D\.\n(?:\s+warn\(.*\n)?", re.M)
 KERNEL_READY_TIMEOUT_S = 60
 SILENT_CALL_TIMEOUT_S = 30
+REPLY_AFTER_IDLE_TIMEOUT_S = 5
 
 # Installed in the kernel once per start: a private module `_warren` that
 # applies a run's environment and working directory and caps what print()
 # can push through the kernel, so a flood never floods the bridge.
 KERNEL_SETUP = r"""
 def __warren_setup():
-    import json, os, sys, types
+    import inspect, json, os, sys, types
     m = types.ModuleType('_warren')
     m.limit = None
     m.used = {'stdout': 0, 'stderr': 0}
@@ -91,10 +92,10 @@ def __warren_setup():
         return 'ok'
 
     def leave():
+        # Idempotent: an interrupt in the middle of it is answered by running it again.
         m.limit = None
         if m.saved is not None:
             env, cwd = m.saved
-            m.saved = None
             for k, v in env.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -105,11 +106,87 @@ def __warren_setup():
                     os.chdir(cwd)
                 except OSError:
                     pass
+            m.saved = None
         return json.dumps({'dropped': m.dropped})
 
     m.enter = enter
     m.leave = leave
     sys.modules['_warren'] = m
+
+    # One request per run: the kernel applies the spec the bridge puts in an
+    # execute_request's metadata around the run itself, and reports what the
+    # caps dropped in the reply, instead of two extra round trips.
+    ip = get_ipython()
+    kernel = getattr(ip, 'kernel', None)
+    original = getattr(kernel, 'do_execute', None)
+
+    def spec_of_request():
+        get_parent = getattr(kernel, 'get_parent', None)
+        parent = get_parent('shell') if get_parent is not None else getattr(kernel, '_parent_header', None)
+        return ((parent or {}).get('metadata') or {}).get('warren')
+
+    def begin():
+        spec = spec_of_request()
+        if spec is None:
+            return None, None
+        try:
+            enter(json.dumps(spec))
+            return spec, None
+        except BaseException as exc:  # a KeyboardInterrupt (a timeout) included
+            finish()
+            return spec, {'setup_error': {'ename': type(exc).__name__, 'evalue': str(exc)}}
+
+    def finish():
+        while True:
+            try:
+                return json.loads(leave())
+            except KeyboardInterrupt:
+                continue
+
+    def failed(reply):
+        return dict(reply, status='error', ename='WarrenSetupError', evalue='', traceback=[],
+                    execution_count=None, user_expressions={}, payload=[])
+
+    # ipykernel 6 and later (an async do_execute); the bridge finds out whether it took (check_hook).
+    if inspect.iscoroutinefunction(original):
+        async def do_execute(*args, **kwargs):
+            spec, setup = begin()
+            if setup is not None:
+                return failed({'warren': setup})
+            try:
+                reply = await original(*args, **kwargs)
+            finally:
+                done = finish() if spec is not None else None
+            if done is not None:
+                reply['warren'] = done
+            return reply
+
+        kernel.do_execute = do_execute
+
+    # ipykernel flushes stdout and stderr several times a run (around the
+    # displayhook, before the reply), each a round trip to its IO thread; one
+    # with nothing buffered has nothing to wait for. The 0.5 ms sleep before
+    # each reply works around lost flushes that a waited-for flush rules out.
+    def skip_empty_flush(stream):
+        flush = stream.flush
+        def flush_if_pending():
+            if (getattr(stream, '_flush_pending', True) is False and getattr(stream, 'echo', None) is None
+                    and getattr(stream, '_buffer', None) is not None and stream._buffer.tell() == 0):
+                return None
+            return flush()
+        stream.flush = flush_if_pending
+
+    if type(sys.stdout).__name__ == 'OutStream' and hasattr(sys.stdout, '_flush_pending'):
+        skip_empty_flush(sys.stdout)
+        skip_empty_flush(sys.stderr)
+    if kernel is not None and hasattr(kernel, '_execute_sleep'):
+        kernel._execute_sleep = 0
+
+    # The first execute_result pays for building the display formatters: pay it now.
+    try:
+        ip.display_formatter.format(0)
+    except Exception:
+        pass
 
 __warren_setup()
 del __warren_setup
@@ -153,6 +230,69 @@ class Capped:
         return b"".join(self.parts).decode("utf-8", "ignore")
 
 
+class Channels:
+    """Plain blocking ZeroMQ sockets to the kernel's shell and iopub channels.
+
+    jupyter_client's BlockingKernelClient runs an asyncio loop (through
+    nest_asyncio) for every message it receives, which costs more than the
+    kernel's own work for a short run; these sockets cost a poll and a recv.
+    """
+
+    def __init__(self, km):
+        import zmq
+
+        self.session = km.session
+        info = km.get_connection_info()
+        self.context = zmq.Context()
+
+        def url(port):
+            ip = info["ip"]
+            if info.get("transport", "tcp") == "ipc":
+                return "ipc://%s-%s" % (ip, port)
+            return "tcp://%s:%s" % (ip, port)
+
+        self.shell = self.context.socket(zmq.DEALER)
+        self.shell.linger = 0
+        self.shell.setsockopt(zmq.IDENTITY, self.session.bsession)
+        self.shell.connect(url(info["shell_port"]))
+        self.iopub = self.context.socket(zmq.SUB)
+        self.iopub.linger = 0
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.iopub.connect(url(info["iopub_port"]))
+        self.poller = zmq.Poller()
+        self.poller.register(self.shell, zmq.POLLIN)
+        self.poller.register(self.iopub, zmq.POLLIN)
+
+    def request(self, msg_type, content, metadata=None):
+        """Sends a shell request; returns its msg_id."""
+        msg = self.session.send(self.shell, msg_type, content, metadata=metadata)
+        return msg["header"]["msg_id"]
+
+    def poll(self, timeout_s):
+        """Waits up to `timeout_s` for messages; returns (shell ready, iopub ready)."""
+        ready = dict(self.poller.poll(int(timeout_s * 1000)))
+        return self.shell in ready, self.iopub in ready
+
+    def recv(self, socket):
+        """One message of a socket that is ready: header, parent_header and content, signature checked.
+
+        Session.recv would also parse every date in the headers (dateutil, the
+        bulk of its cost) and keep a replay history we have no use for.
+        """
+        frames = socket.recv_multipart()
+        frames = frames[frames.index(b"<IDS|MSG>") + 1:]
+        if self.session.auth is not None and not hmac.compare_digest(frames[0], self.session.sign(frames[1:5])):
+            raise ValueError("a kernel message with an invalid signature")
+        header = json.loads(frames[1])
+        return {"header": header, "msg_type": header.get("msg_type"), "parent_header": json.loads(frames[2]),
+                "content": json.loads(frames[4])}
+
+    def close(self):
+        self.shell.close(linger=0)
+        self.iopub.close(linger=0)
+        self.context.term()
+
+
 class Bridge:
     def __init__(self):
         from jupyter_client import KernelManager
@@ -168,25 +308,90 @@ class Bridge:
         self.env = kernel_env()
         self.km = KernelManager(kernel_name="python3")
         self.km.connection_file = os.path.join(runtime_dir, "kernel-%d.json" % os.getpid())
-        self.kc = None
+        self.ch = None
+        # Whether the kernel applies a run's env/cwd itself (KERNEL_SETUP's hook); otherwise silent calls do.
+        self.hooked = False
 
     def kernel_pid(self):
         provisioner = getattr(self.km, "provisioner", None)
         process = getattr(provisioner, "process", None) or getattr(self.km, "kernel", None)
         return getattr(process, "pid", None)
 
+    def alive(self):
+        """Whether the kernel process runs; a Popen poll where there is one (km.is_alive spins an event loop)."""
+        provisioner = getattr(self.km, "provisioner", None)
+        process = getattr(provisioner, "process", None) or getattr(self.km, "kernel", None)
+        if process is not None and hasattr(process, "poll"):
+            return process.poll() is None
+        return self.km.is_alive()
+
     def start(self, restarted=False):
+        if self.ch is not None:
+            self.ch.close()
+            self.ch = None
         if restarted:
             self.km.restart_kernel(now=True, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         else:
             self.km.start_kernel(env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        if self.kc is not None:
-            self.kc.stop_channels()
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=KERNEL_READY_TIMEOUT_S)
+        self.ch = Channels(self.km)
+        self.wait_for_ready(KERNEL_READY_TIMEOUT_S)
         self.silent_call(None, code=KERNEL_SETUP)
+        self.hooked = self.check_hook()
         send({"event": "ready", "kernel_id": self.km.kernel_id, "pid": self.kernel_pid(), "restarted": restarted})
+
+    def wait_for_ready(self, timeout_s):
+        """Waits until the kernel answers on shell and its iopub messages reach us (the SUB socket is joined)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError("kernel died before it was ready")
+            msg_id = self.ch.request("kernel_info_request", {})
+            reply = self.shell_reply(msg_id, 1.0)
+            if reply is None:
+                continue
+            # The request's busy/idle status proves the subscription; without it, ask again.
+            seen = False
+            until = time.monotonic() + 0.5
+            while time.monotonic() < until:
+                _, iopub = self.ch.poll(until - time.monotonic())
+                if not iopub:
+                    break
+                self.ch.recv(self.ch.iopub)
+                seen = True
+                _, more = self.ch.poll(0)
+                if not more:
+                    break
+            if seen:
+                return
+        raise RuntimeError("kernel did not become ready within %ds" % timeout_s)
+
+    def shell_reply(self, msg_id, timeout_s):
+        """The shell reply to `msg_id`, or None after `timeout_s`; iopub messages meanwhile are dropped."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            shell, iopub = self.ch.poll(min(left, 0.5))
+            if iopub:
+                self.drain_iopub()
+            if shell:
+                reply = self.ch.recv(self.ch.shell)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    return reply
+            elif not iopub and not self.alive():
+                raise RuntimeError("kernel died")
+
+    def drain_iopub(self):
+        while self.ch.poll(0)[1]:
+            self.ch.recv(self.ch.iopub)
+
+    def check_hook(self):
+        """Runs a silent request through KERNEL_SETUP's hook; whether the kernel applied and reported it."""
+        spec = {"env": {}, "cwd": os.getcwd(), "limit": 1}
+        msg_id = self.ch.request("execute_request", execute_content("", silent=True), metadata={"warren": spec})
+        reply = self.shell_reply(msg_id, SILENT_CALL_TIMEOUT_S)
+        return reply is not None and isinstance(reply["content"].get("warren"), dict)
 
     def restart(self):
         try:
@@ -207,60 +412,66 @@ class Bridge:
 
     def _silent_call_once(self, expression, code):
         expressions = {} if expression is None else {"w": expression}
-        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions)
-        deadline = time.monotonic() + SILENT_CALL_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                reply = self.kc.get_shell_msg(timeout=0.5)
-            except queue.Empty:
-                if not self.km.is_alive():
-                    raise RuntimeError("kernel died")
-                continue
-            if reply["parent_header"].get("msg_id") != msg_id:
-                continue
-            content = reply["content"]
-            if content.get("status") == "aborted":
-                raise Aborted()
-            if content.get("status") != "ok":
-                raise RuntimeError("%s: %s" % (content.get("ename"), content.get("evalue")))
-            value = content.get("user_expressions", {}).get("w")
-            if value is None:
-                return None
-            if value.get("status") != "ok":
-                raise RuntimeError("%s: %s" % (value.get("ename"), value.get("evalue")))
-            return value["data"].get("text/plain")
-        raise RuntimeError("kernel did not answer within %ds" % SILENT_CALL_TIMEOUT_S)
+        content = execute_content(code, silent=True)
+        content["user_expressions"] = expressions
+        msg_id = self.ch.request("execute_request", content)
+        reply = self.shell_reply(msg_id, SILENT_CALL_TIMEOUT_S)
+        if reply is None:
+            raise RuntimeError("kernel did not answer within %ds" % SILENT_CALL_TIMEOUT_S)
+        content = reply["content"]
+        if content.get("status") == "aborted":
+            raise Aborted()
+        if content.get("status") != "ok":
+            raise RuntimeError("%s: %s" % (content.get("ename"), content.get("evalue")))
+        value = content.get("user_expressions", {}).get("w")
+        if value is None:
+            return None
+        if value.get("status") != "ok":
+            raise RuntimeError("%s: %s" % (value.get("ename"), value.get("evalue")))
+        return value["data"].get("text/plain")
 
     def run_code(self, req):
         rid = req["id"]
         limit = int(req.get("max_output_bytes", 4 << 20))
         rich_limit = int(req.get("max_rich_bytes", 16 << 20))
-        if not self.km.is_alive() and not self.restart():
+        if not self.alive() and not self.restart():
             send({"event": "result", "id": rid, "status": "dead", "reason": "the kernel is not running"})
             return False
-        spec = json.dumps({"env": req.get("env") or {}, "cwd": req.get("cwd") or os.getcwd(), "limit": limit})
-        try:
-            self.silent_call("__import__('_warren').enter(%r)" % spec)
-        except Exception as exc:  # noqa: BLE001 - reported to the agent
-            send({"event": "result", "id": rid, "status": "error", "stdout": "", "stderr": "",
-                  "error": {"ename": "WarrenSetupError", "evalue": str(exc), "traceback": []}})
-            return True
+        spec = {"env": req.get("env") or {}, "cwd": req.get("cwd") or os.getcwd(), "limit": limit}
+        if not self.hooked:
+            try:
+                self.silent_call("__import__('_warren').enter(%r)" % json.dumps(spec))
+            except Exception as exc:  # noqa: BLE001 - reported to the agent
+                send(setup_error(rid, "WarrenSetupError", str(exc)))
+                return True
 
         stdout, stderr = Capped(limit), Capped(limit)
         displays, rich_bytes, rich_dropped = [], 0, 0
-        result, error, status, count = None, None, "ok", None
+        result, error, count = None, None, None
+        reply = None
+        idle_at = None
 
-        msg_id = self.kc.execute(req["code"], silent=False, store_history=True, allow_stdin=False, stop_on_error=False)
-        while True:
-            try:
-                msg = self.kc.get_iopub_msg(timeout=0.25)
-            except queue.Empty:
-                if not self.km.is_alive():
+        metadata = {"warren": spec} if self.hooked else None
+        msg_id = self.ch.request("execute_request", execute_content(req["code"], silent=False), metadata=metadata)
+        # Done once the kernel is idle again (all iopub output is in) and the reply is in.
+        while idle_at is None or reply is None:
+            shell, iopub = self.ch.poll(0.25)
+            if not shell and not iopub:
+                if not self.alive():
                     send({"event": "result", "id": rid, "status": "dead", "stdout": stdout.text(),
                           "stderr": stderr.text(), "stdout_truncated": stdout.truncated,
                           "stderr_truncated": stderr.truncated, "reason": "it exited during the run"})
                     return self.restart()
+                if idle_at is not None and time.monotonic() - idle_at > REPLY_AFTER_IDLE_TIMEOUT_S:
+                    break  # the kernel sends the reply before going idle; never wait long for a lost one
                 continue
+            if shell:
+                msg = self.ch.recv(self.ch.shell)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    reply = msg
+            if not iopub:
+                continue
+            msg = self.ch.recv(self.ch.iopub)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
@@ -284,23 +495,30 @@ class Bridge:
                     "traceback": [ANSI.sub("", line) for line in content.get("traceback", [])],
                 }
             elif kind == "status" and content.get("execution_state") == "idle":
-                break
+                idle_at = time.monotonic()
 
-        try:
-            reply = self.kc.get_shell_msg(timeout=5)
-            while reply["parent_header"].get("msg_id") != msg_id:
-                reply = self.kc.get_shell_msg(timeout=5)
-            status = reply["content"].get("status", "ok")
-            count = reply["content"].get("execution_count", count)
-        except queue.Empty:
-            pass
-
+        status = "ok"
         dropped = {}
-        try:
-            left = self.silent_call("__import__('_warren').leave()")
-            dropped = json.loads(ast.literal_eval(left)).get("dropped", {}) if left else {}
-        except Exception:  # noqa: BLE001 - the run's result matters more
-            pass
+        if reply is not None:
+            content = reply["content"]
+            status = content.get("status", "ok")
+            count = content.get("execution_count", count)
+            warren = content.get("warren") or {}
+            dropped = warren.get("dropped") or {}
+            setup = warren.get("setup_error")
+            if setup is not None:
+                ename, evalue = setup.get("ename", ""), setup.get("evalue", "")
+                if ename == "KeyboardInterrupt":  # the interrupt of a timeout, as the agent expects it
+                    send(setup_error(rid, ename, evalue))
+                else:
+                    send(setup_error(rid, "WarrenSetupError", "%s: %s" % (ename, evalue)))
+                return True
+        if not self.hooked:
+            try:
+                left = self.silent_call("__import__('_warren').leave()")
+                dropped = json.loads(ast.literal_eval(left)).get("dropped", {}) if left else {}
+            except Exception:  # noqa: BLE001 - the run's result matters more
+                pass
 
         err_text = stderr.text()
         if error is not None and error["ename"] == "SystemExit":
@@ -323,11 +541,21 @@ class Bridge:
 
     def shutdown(self):
         try:
-            if self.kc is not None:
-                self.kc.stop_channels()
+            if self.ch is not None:
+                self.ch.close()
             self.km.shutdown_kernel(now=True)
         except Exception:  # noqa: BLE001 - exiting anyway
             pass
+
+
+def execute_content(code, silent):
+    return {"code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": False}
+
+
+def setup_error(rid, ename, evalue):
+    return {"event": "result", "id": rid, "status": "error", "stdout": "", "stderr": "",
+            "error": {"ename": ename, "evalue": evalue, "traceback": []}}
 
 
 def kernel_env():

@@ -1,7 +1,8 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ExecuteResponse, executeResponseSchema } from '@warren/protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createTestAgent, eventually, isAlive, type TestAgent } from '../test-helpers.ts';
 
 let agent: TestAgent;
@@ -157,6 +158,66 @@ describe('POST /execute', () => {
     expect(after.stdout).toBe('gone\n');
   });
 
+  it('over HTTP, reads the body from the request itself (413 past the limit) and stops a run whose client left', async () => {
+    // agent.request() goes through the web Request; a served agent reads and watches Node's request and response.
+    const served = await createTestAgent({ WARREN_AGENT_MAX_BODY_BYTES: '1024' });
+    onTestFinished(() => served.cleanup());
+    const address = await served.listen();
+    const post = (body: string | ReadableStream<Uint8Array>, signal?: AbortSignal) =>
+      fetch(`http://${address}/execute`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${served.token()}`, 'content-type': 'application/json' },
+        body,
+        duplex: 'half',
+        ...(signal ? { signal } : {}),
+      } as RequestInit);
+    const ok = await post(JSON.stringify({ code: 'print("served")' }));
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as ExecuteResponse).stdout).toBe('served\n');
+    // Chunked, so only counting the bytes finds it too large.
+    const big = new TextEncoder().encode(JSON.stringify({ code: `print(${'1'.repeat(4096)})` }));
+    const tooBig = await post(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(big.subarray(0, 512));
+          controller.enqueue(big.subarray(512));
+          controller.close();
+        },
+      }),
+    );
+    expect(tooBig.status).toBe(413);
+    expect(((await tooBig.json()) as { code: string }).code).toBe('PAYLOAD_TOO_LARGE');
+
+    const pidFile = join(served.scratch, 'left.pid');
+    const controller = new AbortController();
+    const run = post(
+      JSON.stringify({
+        code: `import os, time\nopen(${JSON.stringify(pidFile)}, "w").write(str(os.getpid()))\ntime.sleep(30)`,
+      }),
+      controller.signal,
+    ).catch((err: unknown) => err);
+    let pid = 0;
+    expect(
+      await eventually(() => {
+        pid = Number(readFileSyncOrEmpty(pidFile));
+        return pid > 0;
+      }, 10_000),
+    ).toBe(true);
+    controller.abort();
+    expect(await run).toBeInstanceOf(Error);
+    expect(await eventually(() => !isAlive(pid), 5000)).toBe(true);
+  });
+
+  it('recreates a missing default workdir, and only that one', async () => {
+    const fresh = await createTestAgent();
+    onTestFinished(() => fresh.cleanup());
+    await rm(fresh.workspace, { recursive: true });
+    const res = await fresh.json('POST', '/execute', { code: 'import os; print(os.getcwd())' });
+    expect(((await res.json()) as ExecuteResponse).stdout).toBe(`${fresh.workspace}\n`);
+    const other = await fresh.json('POST', '/execute', { code: 'print(1)', workdir: join(fresh.base, 'nope') });
+    expect(other.status).toBe(404);
+  });
+
   it('builds go in the temp dir and runs the binary in the workdir', async () => {
     // A stand-in `go` (the host may have none): `go build -o OUT SRC` writes a script that reports where it runs.
     const bin = join(agent.base, 'fake-go-bin');
@@ -184,3 +245,11 @@ describe('POST /execute', () => {
     expect(bad.stderr).toContain('syntax error');
   });
 });
+
+function readFileSyncOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}

@@ -1,8 +1,30 @@
+import type { ServerResponse } from 'node:http';
 import { backgroundExecuteRequestSchema, executeRequestSchema, ipythonRequestSchema } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
-import type { AppEnv } from '../http/app-env.ts';
+import type { AppContext, AppEnv } from '../http/app-env.ts';
 import { readJson } from '../http/body.ts';
+
+/**
+ * Aborts when the client goes away before its answer is sent. On Node's
+ * server it watches the response itself: `c.req.raw.signal` would build the
+ * whole web Request (body stream included), a millisecond per call and
+ * several on the first.
+ */
+function clientGone(c: AppContext): AbortSignal {
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  if (outgoing === undefined) return c.req.raw.signal;
+  const controller = new AbortController();
+  const check = () => {
+    if (!outgoing.writableFinished) controller.abort();
+  };
+  if (outgoing.destroyed) check();
+  else outgoing.once('close', check);
+  return controller.signal;
+}
+
+/** A request like the SDK's `runCode`, parsed once to warm the schemas up. */
+const WARM_UP_REQUEST = { code: 'print(1)', language: 'python', timeout: 120, workdir: '/workspace' };
 
 /**
  * `POST /execute` and `POST /execute/ipython` (python in the sandbox's Jupyter
@@ -11,14 +33,19 @@ import { readJson } from '../http/body.ts';
  */
 export function executeRoutes(deps: AgentDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  // zod compiles a schema on its first parse (milliseconds): pay that after boot's kernel warm-up, not in the first run.
+  void deps.kernel.whenWarm().then(() => {
+    executeRequestSchema.safeParse(WARM_UP_REQUEST);
+    ipythonRequestSchema.safeParse(WARM_UP_REQUEST);
+  });
   // A client that disconnects (e.g. the SDK's `signal`) stops its run: the kernel is interrupted, a process killed.
   app.post('/execute', async (c) => {
     const params = await readJson(c, executeRequestSchema, deps.config.maxBodyBytes);
-    return c.json(await deps.executor.execute(params, c.req.raw.signal));
+    return c.json(await deps.executor.execute(params, clientGone(c)));
   });
   app.post('/execute/ipython', async (c) => {
     const params = await readJson(c, ipythonRequestSchema, deps.config.maxBodyBytes);
-    return c.json(await deps.executor.execute(params, c.req.raw.signal));
+    return c.json(await deps.executor.execute(params, clientGone(c)));
   });
   app.post('/execute/background', async (c) => {
     const params = await readJson(c, backgroundExecuteRequestSchema, deps.config.maxBodyBytes);

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../config.ts';
 import { isAlive } from '../test-helpers.ts';
 import { EnvStore } from './env-store.ts';
@@ -211,5 +211,35 @@ describe('KernelService without ipykernel', () => {
     expect(none.available).toBe(false);
     expect(none.sessions()).toEqual([]);
     expect(await none.execute('1', ctx(), {}, 5000)).toBeUndefined();
+    // A warm-up settles whatever the outcome, so what waits for it (the execute route's schema warm-up) runs.
+    none.warmUp();
+    await none.whenWarm();
+  });
+});
+
+describe('KernelService.whenWarm', () => {
+  it('resolves once the start warmUp began is ready, and only after a warm-up', async () => {
+    const warm = new KernelService({
+      config: loadConfig({
+        WARREN_SANDBOX_ID: 'sb-kernel',
+        WARREN_AGENT_TOKEN_KEY: '00',
+        WARREN_AGENT_WORKDIR: dir,
+        WARREN_TEMPLATE_ENV: JSON.stringify({ PATH: process.env.PATH ?? '' }),
+      }),
+      envStore: new EnvStore(),
+      processes,
+      bridgePath: join(dir, 'fake_bridge.py'),
+      log: () => undefined,
+    });
+    onTestFinished(() => warm.close());
+    let settled = false;
+    void warm.whenWarm().then(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(settled).toBe(false);
+    warm.warmUp();
+    await warm.whenWarm();
+    expect(warm.state).toBe('idle');
   });
 });

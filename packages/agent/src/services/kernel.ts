@@ -102,6 +102,10 @@ export class KernelService {
   #tail: Promise<void> = Promise.resolve();
   #versions: Record<string, string> = {};
   #closed = false;
+  #warmed: () => void = () => undefined;
+  readonly #warm = new Promise<void>((resolve) => {
+    this.#warmed = resolve;
+  });
 
   constructor(options: KernelServiceOptions) {
     this.#options = options;
@@ -124,7 +128,12 @@ export class KernelService {
 
   /** Starts the kernel in the background so the first run finds it warm. */
   warmUp(): void {
-    void this.#ensureStarted();
+    void this.#ensureStarted().finally(() => this.#warmed());
+  }
+
+  /** Resolves once the start {@link warmUp} began has settled, whatever its outcome; never without a warm-up. */
+  whenWarm(): Promise<void> {
+    return this.#warm;
   }
 
   /** The kernel as `/jupyter/sessions` lists it; empty when there is none. */

@@ -32,8 +32,11 @@ export async function prepareRun(
 ): Promise<RunContext> {
   const fallback = deps.config.workdir;
   const cwd = request.workdir === undefined ? fallback : resolve(fallback, request.workdir);
-  if (cwd === fallback) await mkdir(cwd, { recursive: true }).catch(() => undefined);
-  const st = await stat(cwd).catch(() => undefined);
+  let st = await stat(cwd).catch(() => undefined);
+  if (st === undefined && cwd === fallback) {
+    await mkdir(cwd, { recursive: true }).catch(() => undefined);
+    st = await stat(cwd).catch(() => undefined);
+  }
   if (!st?.isDirectory()) {
     throw new ServiceError(ErrorCode.DIRECTORY_NOT_FOUND, `Directory not found: ${cwd}`, { path: cwd });
   }
