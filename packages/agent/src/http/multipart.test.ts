@@ -62,6 +62,38 @@ describe('readMultipart', () => {
     expect(parts[1]!.data.toString()).toBe('/workspace/a.bin');
   });
 
+  it('finds a delimiter split at every offset across two chunks', async () => {
+    const data = randomBytes(200);
+    const bytes = body([
+      { name: 'file', filename: 'f', data },
+      { name: 'path', data: '/p' },
+    ]);
+    const delimiterAt = bytes.indexOf(`\r\n--${boundary}`, 100);
+    for (let cut = delimiterAt - 2; cut <= delimiterAt + boundary.length + 5; cut++) {
+      const chunks = [bytes.subarray(0, cut), bytes.subarray(cut)];
+      const parts: Buffer[] = [];
+      await readMultipart(
+        (async function* () {
+          yield* chunks;
+        })(),
+        boundary,
+        () => {
+          const got: Buffer[] = [];
+          return {
+            write: async (c) => {
+              got.push(c);
+            },
+            end: async () => {
+              parts.push(Buffer.concat(got));
+            },
+          };
+        },
+      );
+      expect(parts[0]!.equals(data), `cut at ${cut}`).toBe(true);
+      expect(parts[1]!.toString()).toBe('/p');
+    }
+  });
+
   it('keeps an empty part and ignores the epilogue', async () => {
     const parts = await parse(body([{ name: 'file', filename: 'e', data: '' }], 'trailing junk'), 3);
     expect(parts).toEqual([{ name: 'file', filename: 'e', data: Buffer.alloc(0) }]);

@@ -41,10 +41,17 @@ function partInfo(headerText: string): PartInfo {
   throw invalid('a part has no Content-Disposition');
 }
 
+/** A view of a chunk as a Buffer, without copying it. */
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
 /**
  * Reads a `multipart/form-data` body as a stream, never holding more than a
  * header block and one boundary's worth of bytes: each part's content goes to
- * the sink `open` returns for it, in order, with backpressure.
+ * the sink `open` returns for it, in order, with backpressure. Content is
+ * handed over as views of the body's own chunks (a sink may keep them; they
+ * are never reused), so a large file part is not copied on its way through.
  * @throws ServiceError INVALID_REQUEST on a malformed body.
  */
 export async function readMultipart(
@@ -54,6 +61,8 @@ export async function readMultipart(
 ): Promise<void> {
   // The body starts with `--boundary`; every later delimiter is `\r\n--boundary`. Prefixing CRLF makes them alike.
   const delimiter = Buffer.from(`\r\n--${boundary}`);
+  // Bytes at a chunk's end that may begin a delimiter completed by the next chunk.
+  const keep = delimiter.length - 1;
   let buf: Buffer = Buffer.from(CRLF);
   let state: 'preamble' | 'after-delimiter' | 'headers' | 'body' | 'done' = 'preamble';
   let sink: PartSink | undefined;
@@ -61,7 +70,29 @@ export async function readMultipart(
   const reader = body[Symbol.asyncIterator]();
   for (;;) {
     const { done, value } = await reader.next();
-    if (value) buf = buf.length === 0 ? Buffer.from(value) : Buffer.concat([buf, value]);
+    if (value && value.byteLength > 0) {
+      const chunk = asBuffer(value);
+      if (buf.length === 0) {
+        buf = chunk;
+      } else if (state === 'body' && chunk.length >= keep) {
+        // `buf` is a part's last few bytes (< one delimiter). A delimiter starting in them ends within the
+        // chunk's first `keep` bytes, so only those are joined to look for it; the chunk itself is not copied.
+        const joined = Buffer.concat([buf, chunk.subarray(0, keep)]);
+        const i = joined.indexOf(delimiter);
+        if (i >= 0) {
+          if (i > 0) await sink!.write(joined.subarray(0, i));
+          await sink!.end();
+          sink = undefined;
+          state = 'after-delimiter';
+          buf = chunk.subarray(i + delimiter.length - buf.length);
+        } else {
+          await sink!.write(buf);
+          buf = chunk;
+        }
+      } else {
+        buf = Buffer.concat([buf, chunk]);
+      }
+    }
     for (let progressed = true; progressed && state !== 'done'; ) {
       progressed = false;
       if (state === 'preamble') {
@@ -71,7 +102,7 @@ export async function readMultipart(
           state = 'after-delimiter';
           progressed = true;
         } else if (buf.length > delimiter.length) {
-          buf = buf.subarray(buf.length - delimiter.length);
+          buf = Buffer.from(buf.subarray(buf.length - delimiter.length));
         }
       } else if (state === 'after-delimiter') {
         if (buf.length < 2) break;
@@ -108,9 +139,9 @@ export async function readMultipart(
           buf = buf.subarray(i + delimiter.length);
           state = 'after-delimiter';
           progressed = true;
-        } else if (buf.length > delimiter.length) {
-          // Everything but a possible delimiter start at the end is content.
-          const keep = delimiter.length - 1;
+        } else if (buf.length > keep) {
+          // Everything but a possible delimiter start at the end is content; that end is copied so the
+          // chunk it came from is not held on to.
           await sink!.write(buf.subarray(0, buf.length - keep));
           buf = Buffer.from(buf.subarray(buf.length - keep));
         }

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import {
   ErrorCode,
   fileListQuerySchema,
@@ -13,9 +15,12 @@ import {
 } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
-import type { AppEnv } from '../http/app-env.ts';
+import type { AppContext, AppEnv } from '../http/app-env.ts';
 import { cappedBody, parseWith, readJson, readQuery } from '../http/body.ts';
 import { multipartBoundary, type PartSink, readMultipart } from '../http/multipart.ts';
+import { chunksOf } from '../http/node-chunks.ts';
+import { sendFile } from '../http/send-file.ts';
+import type { FileDownload } from '../services/file-service.ts';
 
 function contentDisposition(name: string): string {
   const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
@@ -71,15 +76,93 @@ async function receiveUpload(body: AsyncIterable<Uint8Array>, boundary: string):
   return { fields, file, discard };
 }
 
-/** Writes a part's bytes to an open file (closed by `discard`, or by the upload once it is stored). */
+/** Size of each of an upload's two write buffers. */
+const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** Writes all of `data` at the file's position. */
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  for (let off = 0; off < data.length; ) off += (await handle.write(data, off)).bytesWritten;
+}
+
+/**
+ * Writes a part's bytes to an open file (closed by `discard`, or by the upload once it is stored)
+ * through two reused buffers: one fills while the other is written. The body's chunks are copied
+ * out at once, so they die young instead of being held (and promoted) until a large write: far less
+ * garbage collection than writing them in place. A failed write fails the next `write` or `end`.
+ */
 function fileSink(handle: FileHandle): PartSink {
+  const buffers = [Buffer.allocUnsafe(UPLOAD_BUFFER_BYTES), Buffer.allocUnsafe(UPLOAD_BUFFER_BYTES)] as const;
+  let current = 0;
+  let filled = 0;
+  let writing: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    // The other buffer is filled next: its own write must be done first.
+    await writing;
+    writing = writeAll(handle, buffers[current]!.subarray(0, filled));
+    // Handled here so a failure while the body is still being read is not an unhandled rejection.
+    writing.catch(() => undefined);
+    current ^= 1;
+    filled = 0;
+  };
   return {
     write: async (chunk) => {
-      let off = 0;
-      while (off < chunk.length) off += (await handle.write(chunk, off)).bytesWritten;
+      for (let off = 0; off < chunk.length; ) {
+        const n = chunk.copy(buffers[current]!, filled, off);
+        filled += n;
+        off += n;
+        if (filled === UPLOAD_BUFFER_BYTES) await flush();
+      }
     },
-    end: async () => undefined,
+    end: async () => {
+      if (filled > 0) await flush();
+      await writing;
+    },
   };
+}
+
+/** The first `size` bytes of a file as a web stream (for in-process `app.request()`); closes the file. */
+function webStream(file: FileDownload): ReadableStream<Uint8Array> {
+  if (file.size === 0) {
+    void file.handle.close().catch(() => undefined);
+    return new Blob([]).stream();
+  }
+  return Readable.toWeb(
+    file.handle.createReadStream({ start: 0, end: file.size - 1, highWaterMark: 1024 * 1024 }),
+  ) as ReadableStream<Uint8Array>;
+}
+
+/**
+ * An upload's body, capped at `maxBytes`: Node's request chunks as they arrive when the agent runs on
+ * `@hono/node-server` (neither a web stream nor the joining of buffered chunks copies them), else the web body.
+ * @throws {ServiceError} `PAYLOAD_TOO_LARGE` (declared or counted) past the limit.
+ */
+async function* uploadBody(c: AppContext, maxBytes: number): AsyncGenerator<Uint8Array> {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (!incoming || incoming.readableDidRead) {
+    yield* cappedBody(c, maxBytes);
+    return;
+  }
+  const tooLarge = () =>
+    new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${maxBytes} bytes`, {
+      details: { max_bytes: maxBytes },
+    });
+  if (Number(incoming.headers['content-length']) > maxBytes) throw tooLarge();
+  let size = 0;
+  for await (const chunk of chunksOf(incoming)) {
+    size += chunk.length;
+    if (size > maxBytes) throw tooLarge();
+    yield chunk;
+  }
+}
+
+/** Node's response when the agent runs on `@hono/node-server` (absent for in-process `app.request()`). */
+function nodeResponse(c: AppContext): ServerResponse | undefined {
+  return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+}
+
+/** Tells `@hono/node-server` the route wrote the response itself. */
+function alreadySent(): Response {
+  return new Response(null, { headers: { 'x-hono-already-sent': 'true' } });
 }
 
 /** `/files/*`: the files API over the allowed roots (PROTOCOL §8.4). */
@@ -95,15 +178,20 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
   app.get('/files/download', async (c) => {
     const { path } = readQuery(c, filePathQuerySchema);
     const file = await files.download(path);
-    return new Response(file.stream, {
-      status: 200,
-      headers: {
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': String(file.size),
-        'Content-Disposition': contentDisposition(file.name),
-        'X-Request-ID': c.get('requestId'),
-      },
-    });
+    const headers = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(file.size),
+      'Content-Disposition': contentDisposition(file.name),
+      'X-Request-ID': c.get('requestId'),
+    };
+    const outgoing = nodeResponse(c);
+    if (outgoing) {
+      // Straight from the file to the socket, without the web-stream bridge of `@hono/node-server`.
+      outgoing.writeHead(200, headers);
+      void sendFile(outgoing, file.handle, file.size);
+      return alreadySent();
+    }
+    return new Response(webStream(file), { status: 200, headers });
   });
 
   app.post('/files/write', async (c) => {
@@ -138,7 +226,7 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
     }
     // Streamed: the file part goes to a temporary file as it arrives, so an upload's size is bounded by
     // WARREN_AGENT_MAX_UPLOAD_BYTES and the disk, not by the agent's memory.
-    const received = await receiveUpload(cappedBody(c, config.maxUploadBytes), multipartBoundary(contentType));
+    const received = await receiveUpload(uploadBody(c, config.maxUploadBytes), multipartBoundary(contentType));
     try {
       const { path } = parseWith(uploadFieldsSchema, { path: received.fields.get('path') });
       if (!received.file)

@@ -1,7 +1,19 @@
 import type { Stats } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
 import {
   ErrorCode,
   type FileEntry,
@@ -22,9 +34,9 @@ export interface FileOpResult {
   timestamp: string;
 }
 
-/** An opened file ready to stream. */
+/** An opened file ready to send; whoever sends it closes `handle`. */
 export interface FileDownload {
-  stream: ReadableStream<Uint8Array>;
+  handle: FileHandle;
   size: number;
   name: string;
 }
@@ -152,16 +164,12 @@ export class FileService {
    */
   async download(raw: string): Promise<FileDownload> {
     const path = await this.#guard.resolve(raw);
-    let handle: Awaited<ReturnType<typeof open>> | undefined;
+    let handle: FileHandle | undefined;
     try {
       handle = await open(path, 'r');
       const st = await handle.stat();
       if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-      // 1 MiB reads: each chunk crosses a web stream, so fewer, larger chunks move large files faster.
-      const stream = Readable.toWeb(
-        handle.createReadStream({ highWaterMark: 1024 * 1024 }),
-      ) as unknown as ReadableStream<Uint8Array>;
-      return { stream, size: st.size, name: posix.basename(path) };
+      return { handle, size: st.size, name: posix.basename(path) };
     } catch (err) {
       await handle?.close().catch(() => undefined);
       throw fsError(err, raw);
