@@ -342,26 +342,26 @@ class Bridge:
     def wait_for_ready(self, timeout_s):
         """Waits until the kernel answers on shell and its iopub messages reach us (the SUB socket is joined)."""
         deadline = time.monotonic() + timeout_s
+        asked = set()  # a kernel still starting answers an earlier request late: any answer will do
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError("kernel died before it was ready")
-            msg_id = self.ch.request("kernel_info_request", {})
-            reply = self.shell_reply(msg_id, 1.0)
-            if reply is None:
-                continue
-            # The request's busy/idle status proves the subscription; without it, ask again.
-            seen = False
-            until = time.monotonic() + 0.5
-            while time.monotonic() < until:
-                _, iopub = self.ch.poll(until - time.monotonic())
-                if not iopub:
+            asked.add(self.ch.request("kernel_info_request", {}))
+            replied = seen = False
+            until = min(deadline, time.monotonic() + 1.0)
+            while not (replied and seen):
+                left = until - time.monotonic()
+                if left <= 0:
                     break
-                self.ch.recv(self.ch.iopub)
-                seen = True
-                _, more = self.ch.poll(0)
-                if not more:
-                    break
-            if seen:
+                shell, iopub = self.ch.poll(left)
+                if iopub:
+                    self.ch.recv(self.ch.iopub)  # any iopub message proves the subscription
+                    seen = True
+                if shell and self.ch.recv(self.ch.shell)["parent_header"].get("msg_id") in asked:
+                    replied = True
+                    until = min(until, time.monotonic() + 0.2)  # the request's idle status follows closely
+            if replied and seen:
+                self.drain_iopub()
                 return
         raise RuntimeError("kernel did not become ready within %ds" % timeout_s)
 

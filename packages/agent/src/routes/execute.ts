@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { backgroundExecuteRequestSchema, executeRequestSchema, ipythonRequestSchema } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
@@ -33,10 +34,12 @@ const WARM_UP_REQUEST = { code: 'print(1)', language: 'python', timeout: 120, wo
  */
 export function executeRoutes(deps: AgentDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  // zod compiles a schema on its first parse (milliseconds): pay that after boot's kernel warm-up, not in the first run.
-  void deps.kernel.whenWarm().then(() => {
+  // zod compiles a schema on its first parse, and Node loads its stream async-iterator code on the first body read
+  // (milliseconds each): pay that after boot's kernel warm-up, not in the first run.
+  void deps.kernel.whenWarm().then(async () => {
     executeRequestSchema.safeParse(WARM_UP_REQUEST);
     ipythonRequestSchema.safeParse(WARM_UP_REQUEST);
+    for await (const _ of Readable.from([Buffer.alloc(1)]));
   });
   // A client that disconnects (e.g. the SDK's `signal`) stops its run: the kernel is interrupted, a process killed.
   app.post('/execute', async (c) => {
