@@ -1,32 +1,45 @@
-// Bundles the agent into one self-contained ESM file, dist/agent.mjs, and puts
-// the files it runs beside it (dist/kernel_bridge.py). The server's runtime
-// bundle ships both in /.warren/agent/.
-import { copyFile, mkdir } from 'node:fs/promises';
+// Bundles the agent into one self-contained CommonJS file, dist/agent.cjs, and
+// its process entry into dist/boot.cjs (which runs agent.cjs with a V8 code
+// cache when there is one, see src/boot.ts), and puts the files the agent runs
+// beside them (dist/kernel_bridge.py). The server's runtime bundle ships them
+// in /.warren/agent/ and records the code cache there.
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
+// --outdir: where to put them instead of dist/ (the tests build a private copy).
+const { values } = parseArgs({ options: { outdir: { type: 'string', default: join(here, 'dist') } } });
+const outdir = values.outdir;
 
-await build({
-  entryPoints: [join(here, 'src/main.ts')],
-  outfile: join(here, 'dist/agent.mjs'),
+/** Options shared by both bundles. CommonJS: only a classic script can be compiled with a V8 code cache. */
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'esm',
-  // ws loads these optional native speed-ups when present; the agent runs without them.
-  external: ['bufferutil', 'utf-8-validate'],
-  // CommonJS dependencies call require(); give the ESM bundle one.
-  banner: {
-    js: "import { createRequire as __warrenCreateRequire } from 'node:module'; const require = __warrenCreateRequire(import.meta.url);",
-  },
+  format: 'cjs',
+  // The sources are ESM: give them the module URL CommonJS knows as __filename.
+  define: { 'import.meta.url': '__warrenModuleURL' },
+  banner: { js: "const __warrenModuleURL = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
   minifySyntax: true,
   minifyWhitespace: true,
   sourcemap: false,
-  logLevel: 'info',
-});
+  logLevel: 'warning',
+};
 
-await mkdir(join(here, 'dist'), { recursive: true });
-await copyFile(join(here, 'src/kernel_bridge.py'), join(here, 'dist/kernel_bridge.py'));
+await build({
+  ...common,
+  entryPoints: [join(here, 'src/main.ts')],
+  outfile: join(outdir, 'agent.cjs'),
+  // ws loads these optional native speed-ups when present; the agent runs without them.
+  external: ['bufferutil', 'utf-8-validate'],
+});
+await build({ ...common, entryPoints: [join(here, 'src/boot.ts')], outfile: join(outdir, 'boot.cjs') });
+
+await mkdir(outdir, { recursive: true });
+await copyFile(join(here, 'src/kernel_bridge.py'), join(outdir, 'kernel_bridge.py'));
+// The ESM bundle of earlier builds; nothing runs it any more.
+await rm(join(outdir, 'agent.mjs'), { force: true });

@@ -287,7 +287,7 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
       memory_mb: number;
       user: string;
     }>;
-    const agent = processes.find((p) => p.command.includes('agent.mjs') && !p.command.includes('warren-init'));
+    const agent = processes.find((p) => p.command.includes('/.warren/agent/') && !p.command.includes('warren-init'));
     expect(agent).toMatchObject({ user: 'root' });
     expect(agent?.memory_mb).toBeGreaterThan(10);
     expect(processes.some((p) => p.command.includes('ipykernel'))).toBe(true);

@@ -26,7 +26,6 @@ import { PathGuard } from './services/path-guard.ts';
 import { ProcessManager } from './services/process-manager.ts';
 import { StartCommand } from './services/start-command.ts';
 import { AgentStats } from './services/stats.ts';
-import { createUpgradeHandler } from './ws/upgrade.ts';
 
 /** Routes answered without a token. */
 const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/health']);
@@ -47,6 +46,26 @@ export interface Agent {
   handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** Kills every child (background processes, streams, terminals, the kernel). */
   close(): void;
+}
+
+/**
+ * The `upgrade` listener, built on the first upgrade: the WebSocket endpoints
+ * bring `ws` and with it tls, https and zlib, which an agent answering
+ * `/health` does not need loaded yet.
+ */
+function lazyUpgradeHandler(deps: AgentDeps): Agent['handleUpgrade'] {
+  let handler: Promise<Agent['handleUpgrade']> | undefined;
+  return (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    handler ??= import('./ws/upgrade.ts').then((m) => m.createUpgradeHandler(deps));
+    handler.then(
+      (handle) => handle(req, socket, head),
+      (err: unknown) => {
+        deps.log(`agent: cannot load the WebSocket endpoints: ${String(err)}`);
+        socket.destroy();
+      },
+    );
+  };
 }
 
 /**
@@ -112,7 +131,7 @@ export function createAgent(config: AgentConfig, options: CreateAppOptions = {})
   return {
     app,
     deps,
-    handleUpgrade: createUpgradeHandler(deps),
+    handleUpgrade: lazyUpgradeHandler(deps),
     close: () => {
       deps.jobs.killAll();
       kernel.close();

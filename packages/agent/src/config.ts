@@ -42,6 +42,11 @@ export interface AgentConfig {
   readonly ptyHelperPath: string;
   /** cgroup v1 mount the metrics read (memory, cpuacct, pids, cpu). @default /sys/fs/cgroup */
   readonly cgroupRoot: string;
+  /**
+   * The runtime bundle is recording the agent's code cache (boot.ts): the
+   * agent serves requests but starts neither the kernel nor the start command.
+   */
+  readonly recordingCodeCache: boolean;
 }
 
 /** kernel_bridge.py sits beside this module in the source tree and beside agent.mjs in the bundle. */
@@ -111,6 +116,7 @@ const envSchema = z.object({
   WARREN_AGENT_KERNEL_BRIDGE: absolutePath.default(DEFAULT_KERNEL_BRIDGE),
   WARREN_AGENT_PTY_HELPER: absolutePath.default('/.warren/bin/warren-pty'),
   WARREN_AGENT_CGROUP_ROOT: absolutePath.default('/sys/fs/cgroup'),
+  WARREN_AGENT_CODE_CACHE_RECORD: z.string().optional(),
 });
 
 /** Thrown when the environment does not describe a valid configuration. */
@@ -160,5 +166,6 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     kernelBridgePath: e.WARREN_AGENT_KERNEL_BRIDGE,
     ptyHelperPath: e.WARREN_AGENT_PTY_HELPER,
     cgroupRoot: e.WARREN_AGENT_CGROUP_ROOT,
+    recordingCodeCache: e.WARREN_AGENT_CODE_CACHE_RECORD !== undefined,
   });
 }

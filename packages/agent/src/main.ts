@@ -1,5 +1,5 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import { reservedEnvPrefix } from '@warren/protocol';
 import { createAgent } from './app.ts';
@@ -9,6 +9,8 @@ import { AGENT_NAME, AGENT_VERSION } from './version.ts';
 
 /** How long shutdown waits for open connections before exiting anyway. */
 const SHUTDOWN_GRACE_MS = 2000;
+/** How long after listening the kernel warm-up waits for the first request to be answered. */
+const WARM_UP_AFTER_MS = 100;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -20,6 +22,24 @@ async function clearStaleSocket(path: string): Promise<void> {
   if (st === undefined) return;
   if (!st.isSocket()) throw new Error(`WARREN_AGENT_SOCKET ${path} exists and is not a socket`);
   await unlink(path);
+}
+
+/**
+ * Runs `work` once the server has answered its first request (the host's
+ * readiness poll of `/health`) or `fallbackMs` after the call, whichever is first.
+ */
+function afterFirstResponse(server: Server, fallbackMs: number, work: () => void): void {
+  let done = false;
+  const run = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    server.off('request', onRequest);
+    work();
+  };
+  const onRequest = (_req: IncomingMessage, res: ServerResponse) => res.once('close', () => setImmediate(run));
+  const timer = setTimeout(run, fallbackMs);
+  server.on('request', onRequest);
 }
 
 function listen(server: Server, config: AgentConfig): Promise<string> {
@@ -64,10 +84,16 @@ async function main(): Promise<void> {
     await chmod(config.listen.path, 0o666);
   }
   log(`${AGENT_NAME} ${AGENT_VERSION} for sandbox ${config.sandboxId} listening on ${where}`);
-  // A warm kernel makes the first python run fast; without ipykernel this only finds that out.
-  agent.deps.kernel.warmUp();
-  // The template's start command (a web server, say); the server waits for its readiness check.
-  agent.deps.startCommand.start();
+  // Starting children forks this process: done after the first answer, so it does not delay the host's
+  // readiness poll; requests that need the kernel or the start command wait for them anyway.
+  if (!config.recordingCodeCache) {
+    afterFirstResponse(server, WARM_UP_AFTER_MS, () => {
+      // A warm kernel makes the first python run fast; without ipykernel this only finds that out.
+      agent.deps.kernel.warmUp();
+      // The template's start command (a web server, say); the server waits for its readiness check.
+      agent.deps.startCommand.start();
+    });
+  }
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

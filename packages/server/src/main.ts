@@ -27,7 +27,7 @@ const log: Logger = {
   error: (m) => process.stderr.write(`[warren] error: ${m}\n`),
 };
 
-const AGENT_BUNDLE = resolve(fileURLToPath(import.meta.url), '../../../agent/dist/agent.mjs');
+const AGENT_BUNDLE = resolve(fileURLToPath(import.meta.url), '../../../agent/dist/agent.cjs');
 
 // A closed terminal or log pipe must not take the server (and its shutdown clean-up) down with it.
 process.stdout.on('error', () => undefined);

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureRuntimeBundle, RUNTIME_BUNDLE_MOUNT, type RuntimeBundle } from './bundle.ts';
+import { AGENT_COMMAND, ensureRuntimeBundle, RUNTIME_BUNDLE_MOUNT, type RuntimeBundle } from './bundle.ts';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -15,17 +15,29 @@ console.log(JSON.stringify({ execPath: process.execPath, version: process.versio
 process.kill(process.ppid, 'SIGTERM');
 `;
 
+// The agent's entry stand-in: records a "code cache" saying what recorded it, or runs the agent.
+const BOOT = `
+const out = process.env.WARREN_AGENT_CODE_CACHE_RECORD;
+if (out) {
+  const seen = { version: process.version, nodeOptions: process.env.NODE_OPTIONS ?? null, socket: process.env.WARREN_AGENT_SOCKET };
+  require('node:fs').writeFileSync(out, JSON.stringify(seen));
+  process.exit(0);
+}
+require('./agent.cjs');
+`;
+
 let work: string;
 let bundle: RuntimeBundle;
 let progress: string[];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'warren-bundle-test-'));
-  await writeFile(join(work, 'agent.mjs'), AGENT);
+  await writeFile(join(work, 'agent.cjs'), AGENT);
+  await writeFile(join(work, 'boot.cjs'), BOOT);
   progress = [];
   bundle = await ensureRuntimeBundle({
     cacheDir: join(work, 'cache'),
-    agentBundlePath: join(work, 'agent.mjs'),
+    agentBundlePath: join(work, 'agent.cjs'),
     onProgress: (line) => progress.push(line),
   });
 });
@@ -70,7 +82,8 @@ describe('ensureRuntimeBundle', () => {
     expect(progress.some((line) => line.includes('ready at'))).toBe(true);
     const libs = await readdir(join(dir, 'lib'));
     expect(libs).toEqual(expect.arrayContaining(['libc.so.6', 'ld-linux-x86-64.so.2']));
-    expect(await readFile(join(dir, 'agent/agent.mjs'), 'utf8')).toBe(AGENT);
+    expect(await readFile(join(dir, 'agent/agent.cjs'), 'utf8')).toBe(AGENT);
+    expect(await readFile(join(dir, 'agent/boot.cjs'), 'utf8')).toBe(BOOT);
     for (const path of ['bin/node', 'bin/warren-init']) {
       expect((await stat(join(dir, path))).mode & 0o777).toBe(0o755);
     }
@@ -84,16 +97,55 @@ describe('ensureRuntimeBundle', () => {
     const started = performance.now();
     const again = await ensureRuntimeBundle({
       cacheDir: join(work, 'cache'),
-      agentBundlePath: join(work, 'agent.mjs'),
+      agentBundlePath: join(work, 'agent.cjs'),
     });
     expect(performance.now() - started).toBeLessThan(500);
     expect(again).toEqual({ ...bundle, cached: true });
   });
 
+  it('records the agent code cache with the bundled node and no NODE_OPTIONS of the server', async () => {
+    const recorded = JSON.parse(await readFile(join(bundle.dir, 'agent/agent.cjs.cache'), 'utf8')) as {
+      version: string;
+      nodeOptions: string | null;
+      socket: string;
+    };
+    expect(recorded.version).toBe(process.version);
+    expect(recorded.nodeOptions).toBeNull();
+    expect(recorded.socket).toMatch(/agent\.sock$/);
+    const manifest = JSON.parse(await readFile(join(bundle.dir, 'manifest.json'), 'utf8')) as {
+      agentCodeCacheBytes: number | null;
+    };
+    expect(manifest.agentCodeCacheBytes).toBeGreaterThan(0);
+  });
+
+  it('ships a bundle without a code cache when recording fails', async () => {
+    const dir = join(work, 'failing-recorder');
+    await mkdir(dir);
+    await writeFile(join(dir, 'agent.cjs'), AGENT);
+    await writeFile(
+      join(dir, 'boot.cjs'),
+      `${BOOT.replace('const out', 'if (process.env.WARREN_AGENT_CODE_CACHE_RECORD) { console.error("no luck"); process.exit(3); }\nconst out')}`,
+    );
+    const lines: string[] = [];
+    const next = await ensureRuntimeBundle({
+      cacheDir: join(work, 'cache'),
+      agentBundlePath: join(dir, 'agent.cjs'),
+      onProgress: (line) => lines.push(line),
+    });
+    expect(lines.some((line) => line.includes('no agent code cache') && line.includes('no luck'))).toBe(true);
+    expect(await readdir(join(next.dir, 'agent'))).not.toContain('agent.cjs.cache');
+    await rm(next.dir, { recursive: true });
+  });
+
   it('makes a new bundle when the agent changes', async () => {
-    const other = join(work, 'agent-v2.mjs');
-    await writeFile(other, `${AGENT}\n// v2\n`);
-    const next = await ensureRuntimeBundle({ cacheDir: join(work, 'cache'), agentBundlePath: other });
+    const other = join(work, 'v2');
+    await mkdir(other);
+    await writeFile(join(other, 'agent.cjs'), `${AGENT}\n// v2\n`);
+    await writeFile(join(other, 'boot.cjs'), BOOT);
+    const next = await ensureRuntimeBundle({
+      cacheDir: join(work, 'cache'),
+      agentBundlePath: join(other, 'agent.cjs'),
+    });
     expect(next.hash).not.toBe(bundle.hash);
     expect(next.dir).not.toBe(bundle.dir);
     await rm(next.dir, { recursive: true });
@@ -101,8 +153,17 @@ describe('ensureRuntimeBundle', () => {
 
   it('names the build command when the agent bundle is missing', async () => {
     await expect(
-      ensureRuntimeBundle({ cacheDir: join(work, 'cache'), agentBundlePath: join(work, 'missing.mjs') }),
+      ensureRuntimeBundle({ cacheDir: join(work, 'cache'), agentBundlePath: join(work, 'missing.cjs') }),
     ).rejects.toThrow(/build:agent/);
+  });
+
+  it('names the build command when the agent entry is missing', async () => {
+    const dir = join(work, 'no-entry');
+    await mkdir(dir);
+    await writeFile(join(dir, 'agent.cjs'), AGENT);
+    await expect(
+      ensureRuntimeBundle({ cacheDir: join(work, 'cache'), agentBundlePath: join(dir, 'agent.cjs') }),
+    ).rejects.toThrow(/boot\.cjs.*build:agent/);
   });
 });
 
@@ -153,7 +214,7 @@ describe.skipIf(!isRoot)('the bundle inside a root filesystem with no libc', () 
 
   it('runs warren-init (static) as PID 1 with the agent under it', async () => {
     const m = RUNTIME_BUNDLE_MOUNT;
-    const result = await inEmptyRoot([`${m}/bin/warren-init`, `${m}/bin/node`, `${m}/agent/agent.mjs`]);
+    const result = await inEmptyRoot([...AGENT_COMMAND]);
     const report = JSON.parse(result.stdout.trim().split('\n')[0] ?? '{}') as { execPath?: string; ppid?: number };
     expect(report.execPath).toBe(`${m}/bin/node`);
     expect(report.ppid).toBe(1);

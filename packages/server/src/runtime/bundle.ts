@@ -8,8 +8,10 @@
  * bin/warren-init   static PID 1 (packages/server/native/warren-init.c)
  * bin/warren-pty    static PTY helper of the agent's /terminal (packages/server/native/warren-pty.c)
  * lib/              node's shared libraries and the dynamic loader, copied from the host
- * agent/agent.mjs   the agent bundle
- * agent/kernel_bridge.py  the agent's Jupyter kernel bridge (found beside agent.mjs)
+ * agent/boot.cjs    the agent's entry: runs agent.cjs with its code cache
+ * agent/agent.cjs   the agent bundle
+ * agent/agent.cjs.cache   V8 code cache of agent.cjs, recorded here with bin/node
+ * agent/kernel_bridge.py  the agent's Jupyter kernel bridge
  * manifest.json     what went in (written last; its presence marks a complete bundle)
  * ```
  *
@@ -19,6 +21,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,7 +32,7 @@ export const RUNTIME_BUNDLE_MOUNT = '/.warren';
  * Version of the bundle recipe (layout, patchelf and gcc flags). Part of the
  * hash: bump it whenever a change here changes the bundle's content.
  */
-export const RUNTIME_BUNDLE_RECIPE_VERSION = 2;
+export const RUNTIME_BUNDLE_RECIPE_VERSION = 3;
 
 /** The init source shipped with the server package. */
 const DEFAULT_INIT_SOURCE = fileURLToPath(new URL('../../native/warren-init.c', import.meta.url));
@@ -37,6 +40,19 @@ const DEFAULT_INIT_SOURCE = fileURLToPath(new URL('../../native/warren-init.c', 
 const PTY_SOURCE = fileURLToPath(new URL('../../native/warren-pty.c', import.meta.url));
 /** Name of the agent's kernel bridge script, expected beside the agent bundle. */
 const KERNEL_BRIDGE_NAME = 'kernel_bridge.py';
+/** Name of the agent's entry (packages/agent/src/boot.ts), expected beside the agent bundle. */
+const AGENT_BOOT_NAME = 'boot.cjs';
+/** The agent bundle's name in the runtime bundle; boot.cjs runs it. */
+const AGENT_NAME = 'agent.cjs';
+/** How long recording the agent's code cache may take before the bundle ships without one. */
+const CODE_CACHE_RECORD_TIMEOUT_MS = 60_000;
+
+/** What a sandbox runs: the static init, the bundled node and the agent's entry. */
+export const AGENT_COMMAND: readonly string[] = [
+  `${RUNTIME_BUNDLE_MOUNT}/bin/warren-init`,
+  `${RUNTIME_BUNDLE_MOUNT}/bin/node`,
+  `${RUNTIME_BUNDLE_MOUNT}/agent/${AGENT_BOOT_NAME}`,
+];
 
 const GCC_FLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-s'] as const;
 
@@ -44,7 +60,10 @@ const GCC_FLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-s'] as const;
 export interface EnsureRuntimeBundleOptions {
   /** Root of Warren's on-disk cache. */
   readonly cacheDir: string;
-  /** The agent bundle (`packages/agent/dist/agent.mjs`), copied to `agent/agent.mjs`. */
+  /**
+   * The agent bundle (`packages/agent/dist/agent.cjs`), copied to `agent/agent.cjs`; its entry `boot.cjs`
+   * must be beside it, `kernel_bridge.py` may be.
+   */
   readonly agentBundlePath: string;
   /** Receives one line per build step, for a person to read. */
   readonly onProgress?: (line: string) => void;
@@ -73,7 +92,7 @@ const inflight = new Map<string, Promise<RuntimeBundle>>();
  * The hash covers: the recipe version; the node binary by identity, not content
  * (real path, device, inode, size and mtime in ns; reading ~100 MB on every
  * call would cost ~0.3 s, and upgrading node replaces the file, which changes
- * these); the agent bundle and init source by sha256 of their content; the
+ * these); the agent bundle, its entry and the init source by sha256 of their content; the
  * architecture. The copied shared libraries are not part of it: a bundle is
  * self-consistent with the libraries it was built with, whatever the host has
  * since installed.
@@ -99,6 +118,12 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
     }
     throw err;
   });
+  const bootPath = join(dirname(options.agentBundlePath), AGENT_BOOT_NAME);
+  const agentBoot = await readFile(bootPath).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT')
+      throw new Error(`agent entry not found at ${bootPath}; build it with \`npm run build:agent\``);
+    throw err;
+  });
   const initSource = await readFile(initSourcePath);
   const ptySource = await readFile(PTY_SOURCE);
   const kernelBridge = await readFile(join(dirname(options.agentBundlePath), KERNEL_BRIDGE_NAME)).catch(
@@ -120,6 +145,7 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
         mtimeNs: nodeStat.mtimeNs.toString(),
       },
       agentSha256: sha256(agent),
+      agentBootSha256: sha256(agentBoot),
       initSha256: sha256(initSource),
       ptySha256: sha256(ptySource),
       kernelBridgeSha256: kernelBridge ? sha256(kernelBridge) : null,
@@ -144,6 +170,7 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
     runtimeDir,
     nodePath,
     agent,
+    agentBoot,
     kernelBridge,
     initSourcePath,
     progress,
@@ -165,6 +192,8 @@ interface BuildInputs {
   readonly runtimeDir: string;
   readonly nodePath: string;
   readonly agent: Buffer;
+  /** The agent's entry, boot.cjs. */
+  readonly agentBoot: Buffer;
   /** kernel_bridge.py, when it was found beside the agent bundle. */
   readonly kernelBridge: Buffer | undefined;
   readonly initSourcePath: string;
@@ -215,13 +244,29 @@ async function buildBundle(inputs: BuildInputs): Promise<RuntimeBundle> {
     await run('gcc', [...GCC_FLAGS, '-o', join(tmp, 'bin/warren-pty'), PTY_SOURCE]);
     await chmod(join(tmp, 'bin/warren-pty'), 0o755);
 
-    await writeFile(join(tmp, 'agent/agent.mjs'), inputs.agent, { mode: 0o644 });
-    await chmod(join(tmp, 'agent/agent.mjs'), 0o644);
+    for (const [name, content] of [
+      [AGENT_NAME, inputs.agent],
+      [AGENT_BOOT_NAME, inputs.agentBoot],
+    ] as const) {
+      await writeFile(join(tmp, 'agent', name), content, { mode: 0o644 });
+      await chmod(join(tmp, 'agent', name), 0o644);
+    }
     if (inputs.kernelBridge) {
       await writeFile(join(tmp, 'agent', KERNEL_BRIDGE_NAME), inputs.kernelBridge, { mode: 0o644 });
       await chmod(join(tmp, 'agent', KERNEL_BRIDGE_NAME), 0o644);
     } else {
       progress(`runtime bundle: no ${KERNEL_BRIDGE_NAME} beside the agent bundle; python will run without a kernel`);
+    }
+
+    progress('runtime bundle: recording the agent code cache with the bundled node');
+    const nodeCommand = interpreter
+      ? [join(tmp, 'lib', basename(interpreter)), '--library-path', join(tmp, 'lib'), bundledNode]
+      : [bundledNode];
+    const codeCache = await recordCodeCache(nodeCommand, join(tmp, 'agent'));
+    if (codeCache.bytes === null) {
+      progress(
+        `runtime bundle: no agent code cache (${codeCache.error}); the agent compiles from source at every start`,
+      );
     }
 
     const manifest = {
@@ -232,6 +277,7 @@ async function buildBundle(inputs: BuildInputs): Promise<RuntimeBundle> {
       interpreter: interpreter ? basename(interpreter) : null,
       libraries: libraries.map((lib) => ({ name: lib.name, source: lib.path })),
       agentSha256: sha256(inputs.agent),
+      agentCodeCacheBytes: codeCache.bytes,
       kernelBridgeSha256: inputs.kernelBridge ? sha256(inputs.kernelBridge) : null,
       builtAt: new Date().toISOString(),
       buildDurationMs: Date.now() - startedAt,
@@ -252,6 +298,59 @@ async function buildBundle(inputs: BuildInputs): Promise<RuntimeBundle> {
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * Runs the agent once through its entry with `nodeCommand` (the bundled node)
+ * so that the entry writes the V8 code cache of agent.cjs beside it (see
+ * packages/agent/src/boot.ts). The agent listens on a socket in a temporary
+ * directory and starts nothing; the environment is explicit so no
+ * NODE_OPTIONS of the server's changes V8's flags (a cache only fits the flags
+ * it was made with). Returns the cache's size, or why there is none.
+ */
+async function recordCodeCache(
+  nodeCommand: readonly string[],
+  agentDir: string,
+): Promise<{ bytes: number; error?: undefined } | { bytes: null; error: string }> {
+  const work = await mkdtemp(join(tmpdir(), 'warren-code-cache-'));
+  const cacheFile = join(agentDir, `${AGENT_NAME}.cache`);
+  try {
+    const [command, ...args] = nodeCommand;
+    const child = spawn(command!, [...args, join(agentDir, AGENT_BOOT_NAME)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        WARREN_AGENT_CODE_CACHE_RECORD: cacheFile,
+        WARREN_SANDBOX_ID: 'code-cache',
+        WARREN_AGENT_TOKEN_KEY: '00',
+        WARREN_AGENT_SOCKET: join(work, 'agent.sock'),
+        WARREN_AGENT_WORKDIR: join(work, 'workspace'),
+        WARREN_AGENT_FILE_ROOTS: work,
+      },
+    });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-2000);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    const timer = setTimeout(() => child.kill('SIGKILL'), CODE_CACHE_RECORD_TIMEOUT_MS);
+    const code = await new Promise<number | string>((resolve) => {
+      child.on('error', (err) => resolve(err.message));
+      child.on('close', (exitCode, signal) => resolve(exitCode ?? String(signal)));
+    }).finally(() => clearTimeout(timer));
+    if (code !== 0) {
+      await rm(cacheFile, { force: true });
+      return { bytes: null, error: `recorder exited with ${code}: ${output.trim().split('\n').at(-1) ?? ''}` };
+    }
+    await chmod(cacheFile, 0o644);
+    return { bytes: (await stat(cacheFile)).size };
+  } catch (err) {
+    await rm(cacheFile, { force: true });
+    return { bytes: null, error: (err as Error).message };
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
 }
 

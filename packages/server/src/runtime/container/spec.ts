@@ -4,7 +4,7 @@
 
 import type { ReadyCheck } from '@warren/protocol';
 import { SANDBOX_ID_RANGE, SANDBOX_ID_SHIFT } from '../../templates/builder.ts';
-import { RUNTIME_BUNDLE_MOUNT as BUNDLE_MOUNT } from '../bundle.ts';
+import { AGENT_COMMAND, RUNTIME_BUNDLE_MOUNT as BUNDLE_MOUNT } from '../bundle.ts';
 
 /** Where the per-sandbox run directory (agent socket) is mounted inside a sandbox. */
 export const RUN_MOUNT = '/run/warren';
@@ -144,7 +144,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Record<string, unknow
     process: {
       terminal: false,
       user: { uid: 0, gid: 0 },
-      args: [`${BUNDLE_MOUNT}/bin/warren-init`, `${BUNDLE_MOUNT}/bin/node`, `${BUNDLE_MOUNT}/agent/agent.mjs`],
+      args: [...AGENT_COMMAND],
       env: [
         'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
         'HOME=/root',
