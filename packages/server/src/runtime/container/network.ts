@@ -29,6 +29,19 @@ function linkExists(name: string): Promise<boolean> {
   );
 }
 
+/**
+ * Deletes a host-side link if it exists and waits until the kernel has removed
+ * it: a veth whose namespace just died is removed asynchronously (netns
+ * clean-up), and a new veth of the same name fails with "File exists" until then.
+ */
+async function removeLink(name: string): Promise<void> {
+  if (!(await linkExists(name))) return;
+  await run(['ip', 'link', 'delete', name], { allowFailure: true });
+  for (let attempt = 0; attempt < 400 && (await linkExists(name)); attempt++) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 function baseOctets(cidr: string): [number, number] {
   const m = /^(\d+)\.(\d+)\.0\.0\/16$/.exec(cidr);
   if (!m) throw new Error(`bridge network must be a /16 like 10.213.0.0/16, got ${cidr}`);
@@ -111,7 +124,7 @@ table ip ${table}_nat {
   async attach(pid: number, addr: SandboxAddress, internetAccess: boolean): Promise<void> {
     const { bridge } = this.config;
     // A veth of that name left by a sandbox that died with the server goes first (absent normally).
-    if (await linkExists(addr.hostVeth)) await run(['ip', 'link', 'delete', addr.hostVeth], { allowFailure: true });
+    await removeLink(addr.hostVeth);
     // One `ip` process for the host side (each process costs milliseconds on a busy host).
     await run(['ip', '-batch', '-'], {
       input: [
@@ -143,8 +156,8 @@ table ip ${table}_nat {
   /** Removes what `attach` left on the host side (the veth dies with its namespace; this covers the rest). */
   async detach(addr: SandboxAddress): Promise<void> {
     await this.setEgress(addr.ip, false);
-    // The host end normally died with the container's netns already.
-    if (await linkExists(addr.hostVeth)) await run(['ip', 'link', 'delete', addr.hostVeth], { allowFailure: true });
+    // The host end normally dies with the container's netns (possibly still on its way out).
+    await removeLink(addr.hostVeth);
   }
 
   /** Host-side veth names currently on the bridge. */
