@@ -1,6 +1,7 @@
-// Bundles the agent into one self-contained CommonJS file, dist/agent.cjs, and
-// its process entry into dist/boot.cjs (which runs agent.cjs with a V8 code
-// cache when there is one, see src/boot.ts), and puts the files the agent runs
+// Bundles the agent into one self-contained CommonJS file, dist/agent.cjs
+// (wrapped as a function, see below), and its process entry into
+// dist/boot.cjs (which runs agent.cjs with a V8 code cache when there is one,
+// see src/boot.ts), and puts the files the agent runs
 // beside them (dist/kernel_bridge.py). The server's runtime bundle ships them
 // in /.warren/agent/ and records the code cache there.
 import { copyFile, mkdir, rm } from 'node:fs/promises';
@@ -22,7 +23,8 @@ const common = {
   format: 'cjs',
   // The sources are ESM: give them the module URL CommonJS knows as __filename.
   define: { 'import.meta.url': '__warrenModuleURL' },
-  banner: { js: "const __warrenModuleURL = require('node:url').pathToFileURL(__filename).href;" },
+  // "use strict" first: the sources are ES modules, strict code; esbuild's own directive comes after the banner.
+  banner: { js: "'use strict'; const __warrenModuleURL = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
   minifySyntax: true,
   minifyWhitespace: true,
@@ -34,6 +36,9 @@ await build({
   ...common,
   entryPoints: [join(here, 'src/main.ts')],
   outfile: join(outdir, 'agent.cjs'),
+  // The module wrapper Node would add, written into the file: boot.cjs compiles the file as it is.
+  banner: { js: `(function (exports, require, module, __filename, __dirname) { ${common.banner.js}` },
+  footer: { js: '});' },
   // ws loads these optional native speed-ups when present; the agent runs without them.
   external: ['bufferutil', 'utf-8-validate'],
 });

@@ -7,11 +7,11 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadWithCodeCache, writeCodeCache } from './code-cache.ts';
 
-// A CommonJS module that reports what it was given, through a global the test reads.
-const MODULE = `
+// A wrapped CommonJS module (as build.mjs writes agent.cjs) that reports what it was given, through a global.
+const MODULE = `(function (exports, require, module, __filename, __dirname) {
 const { basename } = require('node:path');
 globalThis.codeCacheTest = { file: basename(__filename), dir: __dirname, double: (n) => n * 2, self: module.exports === exports };
-`;
+});`;
 
 /**
  * Loads `file` in a fresh node process and answers the cache outcome and `double(5)`: within one process
@@ -54,7 +54,7 @@ afterEach(async () => {
 });
 
 describe('loadWithCodeCache', () => {
-  it('runs a CommonJS file with require, module, __filename and __dirname when there is no cache', () => {
+  it('runs a wrapped CommonJS file with require, module, __filename and __dirname when there is no cache', () => {
     expect(loadWithCodeCache(file, cacheFile).cache).toBe('missing');
     expect(report()).toMatchObject({ file: 'agent.cjs', dir: work, self: true });
     expect(report()?.double(21)).toBe(42);

@@ -7,22 +7,19 @@ import { Script } from 'node:vm';
 /** What became of the code cache when a script was compiled. */
 export type CodeCacheOutcome = 'accepted' | 'rejected' | 'missing';
 
-/** A CommonJS file compiled (with or without its code cache) and run. */
+/** A wrapped CommonJS file compiled (with or without its code cache) and run. */
 export interface LoadedScript {
   readonly cache: CodeCacheOutcome;
   /** The compiled script; `createCachedData()` on it records every function compiled so far. */
   readonly script: Script;
   /** The file's content, which a recorded cache is bound to. */
-  readonly source: Buffer;
+  readonly source: string;
 }
 
-/** The same wrapper Node puts around a CommonJS module; the cache is only valid for this exact source. */
-const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname) { ';
-const WRAPPER_TAIL = '\n});';
 /** A cache file is sha256(source ‖ V8 data) followed by the V8 data. */
 const DIGEST_BYTES = 32;
 
-function digest(source: Buffer, data: Uint8Array): Buffer {
+function digest(source: string, data: Uint8Array): Buffer {
   return createHash('sha256').update(source).update(data).digest();
 }
 
@@ -32,7 +29,7 @@ function digest(source: Buffer, data: Uint8Array): Buffer {
  * source's length, and a release build does not verify the data's checksum
  * (corrupt data can abort the process), hence the digest.
  */
-function readCache(cacheFile: string, source: Buffer): Buffer | 'missing' | 'rejected' {
+function readCache(cacheFile: string, source: string): Buffer | 'missing' | 'rejected' {
   let file: Buffer;
   try {
     file = readFileSync(cacheFile);
@@ -45,8 +42,11 @@ function readCache(cacheFile: string, source: Buffer): Buffer | 'missing' | 'rej
 }
 
 /**
- * Compiles the CommonJS file `file` with the V8 code cache in `cacheFile`
- * (when given and present) and runs it as a module. A cache recorded for
+ * Compiles `file`, a CommonJS module body wrapped the way Node wraps one
+ * (`(function (exports, require, module, __filename, __dirname) { … })`, see
+ * build.mjs; compiling the file as it is keeps no second copy of 800 KB of
+ * source), with the V8 code cache in `cacheFile` (when given and present),
+ * and runs it as a module. A cache recorded for
  * other content, damaged, or refused by V8 (another V8 version or other
  * flags) is ignored: the file is then compiled from source, which costs only
  * time.
@@ -54,9 +54,9 @@ function readCache(cacheFile: string, source: Buffer): Buffer | 'missing' | 'rej
  * const { cache } = loadWithCodeCache('/.warren/agent/agent.cjs', '/.warren/agent/agent.cjs.cache');
  */
 export function loadWithCodeCache(file: string, cacheFile?: string): LoadedScript {
-  const source = readFileSync(file);
+  const source = readFileSync(file, 'utf8');
   const cached = cacheFile === undefined ? 'missing' : readCache(cacheFile, source);
-  const script = new Script(WRAPPER_HEAD + source.toString('utf8') + WRAPPER_TAIL, {
+  const script = new Script(source, {
     filename: file,
     ...(typeof cached === 'string' ? {} : { cachedData: cached }),
   });
