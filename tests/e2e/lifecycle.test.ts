@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import Database from 'better-sqlite3';
 import { describe, expect, inject, it } from 'vitest';
+import { vethName } from '../../packages/server/src/runtime/container/network.ts';
 import { agent, cp, createSandbox, deleteSandbox, sh } from './client.ts';
 import { bridgeVeths, namedNetns, tracesAfterTeardown } from './leaks.ts';
 
@@ -103,7 +104,7 @@ describe('sandbox lifecycle and tokens', () => {
     expect(deleted.length).toBeGreaterThan(0);
     for (const r of deleted) expect(await tracesAfterTeardown(r.id, ctx)).toEqual([]);
     // Every veth on the bridge belongs to a live sandbox (pool sandboxes may be booting meanwhile).
-    const liveVeths = new Set(live.map((r) => `wv${r.address_index}`));
+    const liveVeths = new Set(live.map((r) => vethName(ctx.bridge, r.address_index)));
     for (const veth of await bridgeVeths(ctx.bridge)) expect(liveVeths).toContain(veth);
     expect((await namedNetns()).filter((n) => n.includes('warren') || n.includes('sb'))).toEqual([]);
   });

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { vethName } from '../../packages/server/src/runtime/container/network.ts';
 import { bridgeVeths, sandboxCgroups, tracesAfterTeardown } from './leaks.ts';
 import { removeTestNetwork, type ServerHandle, startServer, stopServer, testNetwork } from './server.ts';
 
@@ -145,11 +146,14 @@ describe('warm pool and concurrency (servers of their own)', () => {
   });
 
   it('50 concurrent create → runCode → kill succeed with the pool enabled and leave nothing behind', async () => {
-    current = await serverWith(1, { WARREN_POOL: 'base=4' });
-    const ids = await burst(current, 50);
+    const s = await serverWith(1, { WARREN_POOL: 'base=4' });
+    current = s;
+    const ids = await burst(s, 50);
     expect(new Set(ids).size).toBe(50);
-    for (const id of ids) expect(await tracesAfterTeardown(id, current.ctx)).toEqual([]);
-    const live = new Set([...current.rows('pooled'), ...current.rows('creating')].map((r) => `wv${r.address_index}`));
+    for (const id of ids) expect(await tracesAfterTeardown(id, s.ctx)).toEqual([]);
+    const live = new Set(
+      [...s.rows('pooled'), ...s.rows('creating')].map((r) => vethName(s.net.bridge, r.address_index)),
+    );
     for (const veth of await bridgeVeths(current.net.bridge)) expect(live).toContain(veth);
   });
 

@@ -44,6 +44,8 @@ export interface Driver {
   boot(spec: BootSpec): Promise<void>;
   /** Gives a sandbox booted with `background` its normal CPU weight (by its vcpu count). */
   setForeground(sandboxId: string, vcpu: number): Promise<void>;
+  /** Puts a sandbox back to the lowest CPU weight (as booted with `background`). */
+  setBackground(sandboxId: string): Promise<void>;
   /**
    * Sends SIGKILL to every process of a sandbox (thawing it first) and waits
    * (up to about a second) until they are gone; removes nothing else. Idempotent.

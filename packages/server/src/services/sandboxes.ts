@@ -59,6 +59,9 @@ export function newSandboxId(): string {
   return id;
 }
 
+/** How long a warm-pool boot runs at background CPU weight before it gets its normal weight. */
+const POOL_BOOT_AGING_MS = 5_000;
+
 /** States in which a sandbox has (or may have) a runtime to clean up. */
 const LIVE: readonly SandboxStatus[] = ['creating', 'running', 'paused', 'stopped', 'error', 'pooled'];
 
@@ -263,13 +266,25 @@ export class SandboxService {
     const inserted = this.insertInternal(template.id, POOL_KEY_ID, egress);
     if (!inserted.ok) return;
     const row = inserted.sandbox;
+    // A background boot starved for long on a saturated host gets its normal weight, then drops it once booted.
+    let aged: Promise<void> | undefined;
+    const aging = setTimeout(() => {
+      aged = this.driver.setForeground(row.id, template.resources.vcpu).catch(() => undefined);
+    }, POOL_BOOT_AGING_MS);
     try {
       await this.boot(row, template, egress, { background: true });
       await this.waitForKernel(row.id);
+      clearTimeout(aging);
+      if (aged) {
+        await aged;
+        await this.driver.setBackground(row.id);
+      }
     } catch (err) {
       this.store.transition(row.id, ['creating'], 'error', { error: (err as Error).message });
       await this.driver.destroy(row.id, row.addressIndex);
       throw err;
+    } finally {
+      clearTimeout(aging);
     }
     if (!this.store.transition(row.id, ['creating'], 'pooled')) await this.delete(row.id);
   }

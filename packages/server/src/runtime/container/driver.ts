@@ -1,11 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { run, runLogged } from '../../internal/exec.ts';
 import { SANDBOX_ID_SHIFT } from '../../templates/builder.ts';
 import type { BootSpec, Driver } from '../driver.ts';
-import type { HostNetwork } from './network.ts';
-import { buildSandboxSpec } from './spec.ts';
+import { type HostNetwork, vethName } from './network.ts';
+import { BACKGROUND_CPU_SHARES, buildSandboxSpec } from './spec.ts';
 
 export interface ContainerDriverOptions {
   /** Directory holding one subdirectory per sandbox (upper layer, config, run dir). */
@@ -33,6 +34,17 @@ export const CGROUP_CONTROLLERS = [
   'freezer',
   'hugetlb',
 ];
+
+/** Whether a process exists and has not finished exiting (not a zombie). */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
 
 function hostOpenFileLimit(): Promise<number> {
   return readFile('/proc/self/limits', 'utf8').then((text) => {
@@ -115,7 +127,7 @@ export class ContainerDriver implements Driver {
   }
 
   private veth(addressIndex: number): string {
-    return `wv${addressIndex}`;
+    return vethName(this.options.network.config.bridge, addressIndex);
   }
 
   writableLayer(sandboxId: string): string {
@@ -271,17 +283,30 @@ export class ContainerDriver implements Driver {
     await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, String(1024 * vcpu));
   }
 
+  async setBackground(sandboxId: string): Promise<void> {
+    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, String(BACKGROUND_CPU_SHARES));
+  }
+
   async kill(sandboxId: string): Promise<void> {
     await writeFile(`${this.cgroup('freezer', sandboxId)}/freezer.state`, 'THAWED').catch(() => undefined);
+    // A sandbox booted at background CPU weight would die slowly on a busy host.
+    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, '1024').catch(() => undefined);
     // Killing the pid namespace's init takes the rest along; that takes the kernel a few milliseconds.
+    const signalled = new Set<number>();
     for (let attempt = 0; attempt < 500; attempt++) {
-      if ((await this.signalCgroup(sandboxId)) === 0) return;
+      const pids = await this.signalCgroup(sandboxId);
+      for (const pid of pids) signalled.add(pid);
+      if (pids.length === 0) break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    // A task leaves its cgroup early in its exit; wait until each one has finished dying.
+    for (let attempt = 0; attempt < 500 && [...signalled].some(isAlive); attempt++) {
       await new Promise((r) => setTimeout(r, 2));
     }
   }
 
-  /** SIGKILL to every process in the sandbox's pids cgroup; returns how many there were. */
-  private async signalCgroup(sandboxId: string): Promise<number> {
+  /** SIGKILL to every process in the sandbox's pids cgroup; returns their pids. */
+  private async signalCgroup(sandboxId: string): Promise<number[]> {
     const procs = await readFile(`${this.cgroup('pids', sandboxId)}/cgroup.procs`, 'utf8').catch(() => '');
     const pids = procs.split('\n').filter(Boolean).map(Number);
     for (const pid of pids) {
@@ -291,7 +316,7 @@ export class ContainerDriver implements Driver {
         // already gone
       }
     }
-    return pids.length;
+    return pids;
   }
 
   /**
@@ -302,7 +327,7 @@ export class ContainerDriver implements Driver {
     const cgroup = (controller: string) => this.cgroup(controller, sandboxId);
     await writeFile(`${cgroup('freezer')}/freezer.state`, 'THAWED').catch(() => undefined);
     for (let attempt = 0; attempt < 250; attempt++) {
-      if ((await this.signalCgroup(sandboxId)) === 0) return;
+      if ((await this.signalCgroup(sandboxId)).length === 0) return;
       await new Promise((r) => setTimeout(r, 20));
     }
     throw new Error(`sandbox ${sandboxId}: processes survive SIGKILL in its cgroup`);

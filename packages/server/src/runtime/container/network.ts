@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { run } from '../../internal/exec.ts';
 
@@ -46,6 +47,16 @@ function baseOctets(cidr: string): [number, number] {
   const m = /^(\d+)\.(\d+)\.0\.0\/16$/.exec(cidr);
   if (!m) throw new Error(`bridge network must be a /16 like 10.213.0.0/16, got ${cidr}`);
   return [Number(m[1]), Number(m[2])];
+}
+
+/**
+ * Host-side veth name of a sandbox: `wv` + 4 hex digits of the bridge name +
+ * the address index (at most 11 characters; the kernel allows 15). Interface
+ * names are global to the host, so two servers on one machine (each with its
+ * own bridge) must not share them: a boot removes a stale link of its name.
+ */
+export function vethName(bridge: string, addressIndex: number): string {
+  return `wv${createHash('sha256').update(bridge).digest('hex').slice(0, 4)}${addressIndex}`;
 }
 
 /** Largest address index a /16 bridge network can hand out. */
