@@ -1,5 +1,6 @@
+import type { IncomingMessage } from 'node:http';
 import { ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { authenticate } from '../services/auth.ts';
 import type { SandboxService } from '../services/sandboxes.ts';
@@ -69,14 +70,37 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 /** Reads a JSON body; an empty body is `{}`. @throws ServiceError INVALID_JSON. */
-export async function jsonBody(req: Request): Promise<unknown> {
-  const text = await req.text();
+/**
+ * Reads a request's JSON body (an empty body is `{}`). Served by Node with a
+ * Content-Length (already checked by the body limit), it is read straight
+ * from Node's request: building the web `Request` body stream costs about a
+ * millisecond per call. Anything else goes through `c.req.raw`.
+ * @throws ServiceError INVALID_JSON.
+ */
+export async function jsonBody(c: Context): Promise<unknown> {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  const text =
+    incoming !== undefined &&
+    incoming.headers['content-length'] !== undefined &&
+    incoming.headers['transfer-encoding'] === undefined &&
+    !incoming.readableDidRead
+      ? await readAll(incoming)
+      : await c.req.raw.text();
   if (text.trim() === '') return {};
   try {
     return JSON.parse(text) as unknown;
   } catch {
     throw new ServiceError(ErrorCode.INVALID_JSON, 'Request body is not valid JSON');
   }
+}
+
+function readAll(incoming: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+    incoming.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    incoming.once('error', reject);
+  });
 }
 
 function encodeCursor(seq: number): string {
@@ -108,7 +132,7 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
   };
 
   app.post('/sandboxes', async (c) => {
-    const body = parse(createBody, await jsonBody(c.req.raw));
+    const body = parse(createBody, await jsonBody(c));
     const created = await sandboxes.create(c.get('apiKey'), {
       templateName: body.template_name,
       templateId: body.template_id === undefined ? undefined : String(body.template_id),
@@ -175,7 +199,7 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
   lifecycle('start');
 
   app.put('/sandboxes/:id/timeout', async (c) => {
-    const body = parse(timeoutBody, await jsonBody(c.req.raw));
+    const body = parse(timeoutBody, await jsonBody(c));
     const row = sandboxes.setTimeout(c.get('apiKey'), c.req.param('id'), body.timeout_seconds);
     return c.json({
       id: row.id,

@@ -57,7 +57,7 @@ export function keyRoutes(deps: KeyRouteDeps): Hono<Env> {
   });
 
   app.post('/api-keys', async (c) => {
-    const body = parse(createKeyBody, await jsonBody(c.req.raw));
+    const body = parse(createKeyBody, await jsonBody(c));
     const { info, key } = keys.create({ name: body.name, maxSandboxes: body.max_sandboxes ?? null });
     return c.json({ ...keyView(info, c.get('apiKey')), key, request_id: c.get('requestId') }, 201);
   });

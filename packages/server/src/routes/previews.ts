@@ -38,7 +38,7 @@ export function previewRoutes(deps: PreviewRouteDeps): Hono<Env> {
 
   app.post('/sandboxes/:id/preview-token', async (c) => {
     const row = deps.sandboxes.get(c.get('apiKey'), c.req.param('id'));
-    const body = parse(previewTokenBody, await jsonBody(c.req.raw));
+    const body = parse(previewTokenBody, await jsonBody(c));
     const { token, expiresAt } = deps.previews.issue(row.id, body.port, body.ttl_seconds);
     const { pathURL, hostURL } = deps.previews.urls(row.id, body.port, token);
     return c.json({

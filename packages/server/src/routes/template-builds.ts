@@ -64,12 +64,12 @@ export function templateBuildRoutes(deps: TemplateBuildDeps): Hono<Env> {
   }
 
   app.post('/templates/files/upload-link', async (c) => {
-    const b = parse(uploadLinkRequestSchema, await jsonBody(c.req.raw));
+    const b = parse(uploadLinkRequestSchema, await jsonBody(c));
     return c.json({ ...(await builds.uploadLink(b.files_hash, b.content_length)), request_id: c.get('requestId') });
   });
 
   app.post('/templates/build', async (c) => {
-    const raw = parse(buildRequestSchema, await jsonBody(c.req.raw));
+    const raw = parse(buildRequestSchema, await jsonBody(c));
     let req: ReturnType<typeof normalizeBuildRequest>;
     try {
       req = normalizeBuildRequest(raw);

@@ -1,4 +1,5 @@
 import type { ReadyCheck } from '@warren/protocol';
+import type Database from 'better-sqlite3';
 import type { DB } from './db.ts';
 
 /**
@@ -228,50 +229,66 @@ export class AddressesExhaustedError extends Error {}
 export class Store {
   readonly db: DB;
 
+  /** Prepared statements by SQL text: preparing costs tens of microseconds, and a create runs about ten. */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private prepare(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   constructor(db: DB) {
     this.db = db;
   }
 
   getMeta(key: string): string | undefined {
-    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    const row = this.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value;
   }
 
   setMeta(key: string, value: string): void {
-    this.db
-      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
-      .run(key, value);
+    this.prepare(
+      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+    ).run(key, value);
   }
 
   // API keys
 
   insertApiKey(row: ApiKeyRow): void {
-    this.db
-      .prepare('INSERT INTO api_keys (id, key_hash, name, max_sandboxes, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(row.id, row.keyHash, row.name, row.maxSandboxes, row.createdAt);
+    this.prepare('INSERT INTO api_keys (id, key_hash, name, max_sandboxes, created_at) VALUES (?, ?, ?, ?, ?)').run(
+      row.id,
+      row.keyHash,
+      row.name,
+      row.maxSandboxes,
+      row.createdAt,
+    );
   }
 
   findApiKeyByHash(keyHash: string): ApiKeyRow | undefined {
-    const r = this.db.prepare('SELECT * FROM api_keys WHERE key_hash = ?').get(keyHash) as RawApiKey | undefined;
+    const r = this.prepare('SELECT * FROM api_keys WHERE key_hash = ?').get(keyHash) as RawApiKey | undefined;
     return r && toApiKey(r);
   }
 
   /** API keys that can authenticate (internal and revoked keys cannot). */
   countApiKeys(): number {
-    return (this.db.prepare(`SELECT COUNT(*) AS n FROM api_keys WHERE ${USABLE_KEY}`).get() as { n: number }).n;
+    return (this.prepare(`SELECT COUNT(*) AS n FROM api_keys WHERE ${USABLE_KEY}`).get() as { n: number }).n;
   }
 
   /** Keys that can authenticate, oldest first (internal and revoked keys are left out). */
   listApiKeys(): ApiKeyRow[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM api_keys WHERE ${USABLE_KEY} ORDER BY created_at, id`)
-      .all() as RawApiKey[];
+    const rows = this.prepare(
+      `SELECT * FROM api_keys WHERE ${USABLE_KEY} ORDER BY created_at, id`,
+    ).all() as RawApiKey[];
     return rows.map(toApiKey);
   }
 
   /** A key that can authenticate, by id. */
   getApiKey(id: string): ApiKeyRow | undefined {
-    const r = this.db.prepare(`SELECT * FROM api_keys WHERE id = ? AND ${USABLE_KEY}`).get(id) as RawApiKey | undefined;
+    const r = this.prepare(`SELECT * FROM api_keys WHERE id = ? AND ${USABLE_KEY}`).get(id) as RawApiKey | undefined;
     return r && toApiKey(r);
   }
 
@@ -287,9 +304,7 @@ export class Store {
       if (!this.getApiKey(id)) return { ok: false as const, reason: 'not_found' as const };
       const live = this.countLive(id);
       if (live > 0) return { ok: false as const, reason: 'live' as const, live };
-      this.db
-        .prepare(`UPDATE api_keys SET key_hash = '${REVOKED_PREFIX}' || id || ':' || key_hash WHERE id = ?`)
-        .run(id);
+      this.prepare(`UPDATE api_keys SET key_hash = '${REVOKED_PREFIX}' || id || ':' || key_hash WHERE id = ?`).run(id);
       return { ok: true as const };
     })();
   }
@@ -315,9 +330,8 @@ export class Store {
     const now = Date.now();
     const existing = this.findTemplate(t.name);
     const id = existing?.id ?? t.id ?? this.nextTemplateId();
-    this.db
-      .prepare(
-        `INSERT INTO templates (id, name, display_name, description, category, language, status, is_public, rootfs_dir,
+    this.prepare(
+      `INSERT INTO templates (id, name, display_name, description, category, language, status, is_public, rootfs_dir,
            content_hash, resources_json, env_json, workdir, features_json, created_at, updated_at)
          VALUES (@id, @name, @display_name, @description, @category, @language, @status, @is_public, @rootfs_dir,
            @content_hash, @resources_json, @env_json, @workdir, @features_json, @now, @now)
@@ -326,43 +340,42 @@ export class Store {
            is_public = excluded.is_public, rootfs_dir = excluded.rootfs_dir, content_hash = excluded.content_hash,
            resources_json = excluded.resources_json, env_json = excluded.env_json, workdir = excluded.workdir,
            features_json = excluded.features_json, updated_at = excluded.updated_at`,
-      )
-      .run({
-        id,
-        name: t.name,
-        display_name: t.displayName,
-        description: t.description,
-        category: t.category,
-        language: t.language,
-        status: t.status,
-        is_public: t.isPublic ? 1 : 0,
-        rootfs_dir: t.rootfsDir,
-        content_hash: t.contentHash,
-        resources_json: JSON.stringify(t.resources),
-        env_json: JSON.stringify(t.env),
-        workdir: t.workdir,
-        features_json: JSON.stringify(t.features),
-        now,
-      });
+    ).run({
+      id,
+      name: t.name,
+      display_name: t.displayName,
+      description: t.description,
+      category: t.category,
+      language: t.language,
+      status: t.status,
+      is_public: t.isPublic ? 1 : 0,
+      rootfs_dir: t.rootfsDir,
+      content_hash: t.contentHash,
+      resources_json: JSON.stringify(t.resources),
+      env_json: JSON.stringify(t.env),
+      workdir: t.workdir,
+      features_json: JSON.stringify(t.features),
+      now,
+    });
     return this.findTemplate(id)!;
   }
 
   private nextTemplateId(): string {
-    const r = this.db.prepare('SELECT MAX(CAST(id AS INTEGER)) AS n FROM templates').get() as { n: number | null };
+    const r = this.prepare('SELECT MAX(CAST(id AS INTEGER)) AS n FROM templates').get() as { n: number | null };
     return String((r.n ?? 0) + 1);
   }
 
   /** Finds a template (not deleted) by id or by name. */
   findTemplate(nameOrId: string): TemplateRow | undefined {
-    const r = this.db
-      .prepare('SELECT * FROM templates WHERE (id = ? OR name = ?) AND deleted_at IS NULL ORDER BY id = ? DESC LIMIT 1')
-      .get(nameOrId, nameOrId, nameOrId) as RawTemplate | undefined;
+    const r = this.prepare(
+      'SELECT * FROM templates WHERE (id = ? OR name = ?) AND deleted_at IS NULL ORDER BY id = ? DESC LIMIT 1',
+    ).get(nameOrId, nameOrId, nameOrId) as RawTemplate | undefined;
     return r && toTemplate(r);
   }
 
   /** A template by id, deleted ones included (sandboxes of a deleted template keep running). */
   getTemplateById(id: string): TemplateRow | undefined {
-    const r = this.db.prepare('SELECT * FROM templates WHERE id = ?').get(id) as RawTemplate | undefined;
+    const r = this.prepare('SELECT * FROM templates WHERE id = ?').get(id) as RawTemplate | undefined;
     return r && toTemplate(r);
   }
 
@@ -386,21 +399,17 @@ export class Store {
       if (existing && (existing.kind !== 'user' || !t.replace)) return undefined;
       const id = existing?.id ?? this.nextTemplateId();
       if (!existing) {
-        this.db
-          .prepare(
-            `INSERT INTO templates (id, name, display_name, description, category, language, status, is_public,
+        this.prepare(
+          `INSERT INTO templates (id, name, display_name, description, category, language, status, is_public,
                resources_json, env_json, workdir, features_json, created_at, updated_at, kind, api_key_id)
              VALUES (?, ?, ?, '', 'custom', 'python', 'building', 0, ?, '{}', '/workspace', '[]', ?, ?, 'user', ?)`,
-          )
-          .run(id, t.name, t.name, JSON.stringify(t.resources), now, now, t.apiKeyId);
+        ).run(id, t.name, t.name, JSON.stringify(t.resources), now, now, t.apiKeyId);
       }
-      this.db
-        .prepare(
-          `UPDATE templates SET status = CASE WHEN rootfs_dir IS NULL THEN 'building' ELSE status END,
+      this.prepare(
+        `UPDATE templates SET status = CASE WHEN rootfs_dir IS NULL THEN 'building' ELSE status END,
              build_started_at = ?, build_completed_at = NULL, build_progress = 0, build_step = NULL, build_error = NULL,
              updated_at = ? WHERE id = ?`,
-        )
-        .run(now, now, id);
+      ).run(now, now, id);
       // A rebuild's resources and start command take effect when it succeeds (finishUserTemplateBuild).
       return this.getTemplateById(id);
     })();
@@ -408,9 +417,12 @@ export class Store {
 
   /** Records build progress. */
   setBuildProgress(id: string, progress: number, step: string | null): void {
-    this.db
-      .prepare('UPDATE templates SET build_progress = ?, build_step = ?, updated_at = ? WHERE id = ?')
-      .run(progress, step, Date.now(), id);
+    this.prepare('UPDATE templates SET build_progress = ?, build_step = ?, updated_at = ? WHERE id = ?').run(
+      progress,
+      step,
+      Date.now(),
+      id,
+    );
   }
 
   /** Activates a finished build: the template now boots from `rootfsDir` with this metadata. */
@@ -430,48 +442,42 @@ export class Store {
     },
   ): void {
     const now = Date.now();
-    this.db
-      .prepare(
-        `UPDATE templates SET status = 'active', rootfs_dir = ?, content_hash = ?, resources_json = ?, env_json = ?,
+    this.prepare(
+      `UPDATE templates SET status = 'active', rootfs_dir = ?, content_hash = ?, resources_json = ?, env_json = ?,
            workdir = ?, user_name = ?, start_cmd = ?, ready_json = ?, language = ?, features_json = ?,
            build_progress = 100, build_step = NULL, build_completed_at = ?, updated_at = ?
          WHERE id = ? AND deleted_at IS NULL`,
-      )
-      .run(
-        r.rootfsDir,
-        r.contentHash,
-        JSON.stringify(r.resources),
-        JSON.stringify(r.env),
-        r.workdir,
-        r.userName,
-        r.startCmd,
-        r.readyCheck === null ? null : JSON.stringify(r.readyCheck),
-        r.language,
-        JSON.stringify(r.features),
-        now,
-        now,
-        id,
-      );
+    ).run(
+      r.rootfsDir,
+      r.contentHash,
+      JSON.stringify(r.resources),
+      JSON.stringify(r.env),
+      r.workdir,
+      r.userName,
+      r.startCmd,
+      r.readyCheck === null ? null : JSON.stringify(r.readyCheck),
+      r.language,
+      JSON.stringify(r.features),
+      now,
+      now,
+      id,
+    );
   }
 
   /** Marks a build failed; a template that was active before the rebuild stays active on its old rootfs. */
   failUserTemplateBuild(id: string, error: string): void {
     const now = Date.now();
-    this.db
-      .prepare(
-        `UPDATE templates SET status = CASE WHEN rootfs_dir IS NULL THEN 'failed' ELSE status END, build_error = ?,
+    this.prepare(
+      `UPDATE templates SET status = CASE WHEN rootfs_dir IS NULL THEN 'failed' ELSE status END, build_error = ?,
            build_step = NULL, build_completed_at = ?, updated_at = ? WHERE id = ?`,
-      )
-      .run(error, now, now, id);
+    ).run(error, now, now, id);
   }
 
   /** User templates whose build was running (used at startup: a restart ends every build). */
   buildingUserTemplates(): TemplateRow[] {
-    const rows = this.db
-      .prepare(
-        "SELECT * FROM templates WHERE kind = 'user' AND deleted_at IS NULL AND build_started_at IS NOT NULL AND build_completed_at IS NULL",
-      )
-      .all() as RawTemplate[];
+    const rows = this.prepare(
+      "SELECT * FROM templates WHERE kind = 'user' AND deleted_at IS NULL AND build_started_at IS NOT NULL AND build_completed_at IS NULL",
+    ).all() as RawTemplate[];
     return rows.map(toTemplate);
   }
 
@@ -481,19 +487,17 @@ export class Store {
    */
   deleteUserTemplate(id: string): boolean {
     const now = Date.now();
-    const r = this.db
-      .prepare(
-        `UPDATE templates SET deleted_at = ?, status = 'archived', name = name || '~deleted-' || id, updated_at = ?
+    const r = this.prepare(
+      `UPDATE templates SET deleted_at = ?, status = 'archived', name = name || '~deleted-' || id, updated_at = ?
          WHERE id = ? AND kind = 'user' AND deleted_at IS NULL`,
-      )
-      .run(now, now, id);
+    ).run(now, now, id);
     return r.changes === 1;
   }
 
   listTemplates(filter: { category?: string; language?: string } = {}): TemplateRow[] {
-    const rows = this.db
-      .prepare('SELECT * FROM templates WHERE deleted_at IS NULL ORDER BY CAST(id AS INTEGER)')
-      .all() as RawTemplate[];
+    const rows = this.prepare(
+      'SELECT * FROM templates WHERE deleted_at IS NULL ORDER BY CAST(id AS INTEGER)',
+    ).all() as RawTemplate[];
     return rows
       .map(toTemplate)
       .filter(
@@ -517,43 +521,39 @@ export class Store {
     return this.db.transaction(() => {
       const current = this.countLive(row.apiKeyId);
       if (current >= limits.maxSandboxes) return { ok: false as const, current };
-      const free = this.db
-        .prepare(
-          `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sandboxes WHERE status NOT IN ('deleted', 'error') AND address_index = 1) THEN 1
+      const free = this.prepare(
+        `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sandboxes WHERE status NOT IN ('deleted', 'error') AND address_index = 1) THEN 1
              ELSE (SELECT MIN(s.address_index) + 1 FROM sandboxes s WHERE s.status NOT IN ('deleted', 'error')
                AND NOT EXISTS (SELECT 1 FROM sandboxes t WHERE t.status NOT IN ('deleted', 'error')
                  AND t.address_index = s.address_index + 1))
            END AS idx`,
-        )
-        .get() as { idx: number };
+      ).get() as { idx: number };
       if (free.idx > limits.maxAddressIndex) throw new AddressesExhaustedError('no free sandbox address');
-      this.db
-        .prepare(
-          `INSERT INTO sandboxes (id, api_key_id, template_id, status, address_index, internet_access, region, env_json,
+      this.prepare(
+        `INSERT INTO sandboxes (id, api_key_id, template_id, status, address_index, internet_access, region, env_json,
              metadata_json, timeout_seconds, expires_at, created_at, updated_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          row.id,
-          row.apiKeyId,
-          row.templateId,
-          status,
-          free.idx,
-          row.internetAccess ? 1 : 0,
-          row.region,
-          JSON.stringify(row.envVars),
-          JSON.stringify(row.metadata),
-          row.timeoutSeconds,
-          row.expiresAt,
-          row.createdAt,
-          row.createdAt,
-        );
+      ).run(
+        row.id,
+        row.apiKeyId,
+        row.templateId,
+        status,
+        free.idx,
+        row.internetAccess ? 1 : 0,
+        row.region,
+        JSON.stringify(row.envVars),
+        JSON.stringify(row.metadata),
+        row.timeoutSeconds,
+        row.expiresAt,
+        row.createdAt,
+        row.createdAt,
+      );
       return { ok: true as const, sandbox: this.getSandbox(row.id)! };
     })();
   }
 
   getSandbox(id: string): SandboxRow | undefined {
-    const r = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined;
+    const r = this.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined;
     return r && toSandbox(r);
   }
 
@@ -561,22 +561,23 @@ export class Store {
   transition(id: string, from: readonly SandboxStatus[], to: SandboxStatus, fields: { error?: string } = {}): boolean {
     const now = Date.now();
     const placeholders = from.map(() => '?').join(', ');
-    const r = this.db
-      .prepare(
-        `UPDATE sandboxes SET status = ?, updated_at = ?,
+    const r = this.prepare(
+      `UPDATE sandboxes SET status = ?, updated_at = ?,
            started_at = CASE WHEN ? = 'running' AND started_at IS NULL THEN ? ELSE started_at END,
            deleted_at = CASE WHEN ? = 'deleted' THEN ? ELSE deleted_at END,
            error = COALESCE(?, error)
          WHERE id = ? AND status IN (${placeholders})`,
-      )
-      .run(to, now, to, now, to, now, fields.error ?? null, id, ...from);
+    ).run(to, now, to, now, to, now, fields.error ?? null, id, ...from);
     return r.changes === 1;
   }
 
   setTimeout(id: string, timeoutSeconds: number | null, expiresAt: number | null): void {
-    this.db
-      .prepare('UPDATE sandboxes SET timeout_seconds = ?, expires_at = ?, updated_at = ? WHERE id = ?')
-      .run(timeoutSeconds, expiresAt, Date.now(), id);
+    this.prepare('UPDATE sandboxes SET timeout_seconds = ?, expires_at = ?, updated_at = ? WHERE id = ?').run(
+      timeoutSeconds,
+      expiresAt,
+      Date.now(),
+      id,
+    );
   }
 
   /**
@@ -591,55 +592,47 @@ export class Store {
       'apiKeyId' | 'internetAccess' | 'region' | 'envVars' | 'metadata' | 'timeoutSeconds' | 'expiresAt' | 'createdAt'
     >,
   ): SandboxRow | undefined {
-    const r = this.db
-      .prepare(
-        `UPDATE sandboxes SET status = 'creating', api_key_id = @apiKeyId, internet_access = @internetAccess,
+    const r = this.prepare(
+      `UPDATE sandboxes SET status = 'creating', api_key_id = @apiKeyId, internet_access = @internetAccess,
            region = @region, env_json = @envJson, metadata_json = @metadataJson, timeout_seconds = @timeoutSeconds, expires_at = @expiresAt,
            created_at = @createdAt, updated_at = @createdAt
          WHERE id = (SELECT id FROM sandboxes WHERE status = 'pooled' AND template_id = @templateId ORDER BY seq LIMIT 1)
          RETURNING *`,
-      )
-      .get({
-        templateId,
-        apiKeyId: claim.apiKeyId,
-        internetAccess: claim.internetAccess ? 1 : 0,
-        region: claim.region,
-        envJson: JSON.stringify(claim.envVars),
-        metadataJson: JSON.stringify(claim.metadata),
-        timeoutSeconds: claim.timeoutSeconds,
-        expiresAt: claim.expiresAt,
-        createdAt: claim.createdAt,
-      }) as RawSandbox | undefined;
+    ).get({
+      templateId,
+      apiKeyId: claim.apiKeyId,
+      internetAccess: claim.internetAccess ? 1 : 0,
+      region: claim.region,
+      envJson: JSON.stringify(claim.envVars),
+      metadataJson: JSON.stringify(claim.metadata),
+      timeoutSeconds: claim.timeoutSeconds,
+      expiresAt: claim.expiresAt,
+      createdAt: claim.createdAt,
+    }) as RawSandbox | undefined;
     return r && toSandbox(r);
   }
 
   /** Sandboxes a key holds now (everything not deleted, failed or pooled). */
   countLive(apiKeyId: string): number {
-    const r = this.db
-      .prepare(
-        "SELECT COUNT(*) AS n FROM sandboxes WHERE api_key_id = ? AND status NOT IN ('deleted', 'error', 'pooled')",
-      )
-      .get(apiKeyId) as { n: number };
+    const r = this.prepare(
+      "SELECT COUNT(*) AS n FROM sandboxes WHERE api_key_id = ? AND status NOT IN ('deleted', 'error', 'pooled')",
+    ).get(apiKeyId) as { n: number };
     return r.n;
   }
 
   /** Warm-pool sandboxes of a template: booted (`pooled`) or booting. */
   countPool(templateId: string): number {
-    const r = this.db
-      .prepare(
-        "SELECT COUNT(*) AS n FROM sandboxes WHERE template_id = ? AND api_key_id = ? AND status IN ('creating', 'pooled')",
-      )
-      .get(templateId, POOL_KEY_ID) as { n: number };
+    const r = this.prepare(
+      "SELECT COUNT(*) AS n FROM sandboxes WHERE template_id = ? AND api_key_id = ? AND status IN ('creating', 'pooled')",
+    ).get(templateId, POOL_KEY_ID) as { n: number };
     return r.n;
   }
 
   /** Live sandboxes whose expiry has passed. */
   expiredSandboxes(nowMs: number): SandboxRow[] {
-    const rows = this.db
-      .prepare(
-        "SELECT * FROM sandboxes WHERE expires_at IS NOT NULL AND expires_at <= ? AND status NOT IN ('deleted', 'pooled')",
-      )
-      .all(nowMs) as RawSandbox[];
+    const rows = this.prepare(
+      "SELECT * FROM sandboxes WHERE expires_at IS NOT NULL AND expires_at <= ? AND status NOT IN ('deleted', 'pooled')",
+    ).all(nowMs) as RawSandbox[];
     return rows.map(toSandbox);
   }
 
@@ -655,17 +648,17 @@ export class Store {
     if (filter.status !== undefined) where.push('status = @status');
     if (filter.region !== undefined) where.push('region = @region');
     if (filter.beforeSeq !== undefined) where.push('seq < @beforeSeq');
-    const rows = this.db
-      .prepare(`SELECT * FROM sandboxes WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`)
-      .all({ ...filter, limit: filter.limit }) as RawSandbox[];
+    const rows = this.prepare(
+      `SELECT * FROM sandboxes WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT @limit`,
+    ).all({ ...filter, limit: filter.limit }) as RawSandbox[];
     return rows.map(toSandbox);
   }
 
   /** Sandboxes in any of the given states (all keys). */
   sandboxesInStatus(statuses: readonly SandboxStatus[]): SandboxRow[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM sandboxes WHERE status IN (${statuses.map(() => '?').join(', ')})`)
-      .all(...statuses) as RawSandbox[];
+    const rows = this.prepare(`SELECT * FROM sandboxes WHERE status IN (${statuses.map(() => '?').join(', ')})`).all(
+      ...statuses,
+    ) as RawSandbox[];
     return rows.map(toSandbox);
   }
 }
