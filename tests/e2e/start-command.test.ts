@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { sandboxCgroups } from './leaks.ts';
@@ -64,8 +64,13 @@ describe("the README's start command", () => {
       await exited;
       // Its warm pool booted sandboxes in the background; the server deletes them on SIGTERM
       // (npm exits first, the server finishes its clean-up on its own).
+      // A sandbox's directory is the last thing its teardown removes.
+      const sandboxDirs = () => readdir(join(dataDir, 'sandboxes')).catch(() => [] as string[]);
       const deadline = Date.now() + 30_000;
-      while ((await sandboxCgroups(net.cgroupParent)).length > 0 && Date.now() < deadline) {
+      while (
+        ((await sandboxCgroups(net.cgroupParent)).length > 0 || (await sandboxDirs()).length > 0) &&
+        Date.now() < deadline
+      ) {
         await new Promise((r) => setTimeout(r, 200));
       }
       const left = await sandboxCgroups(net.cgroupParent);
