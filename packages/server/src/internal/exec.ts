@@ -75,7 +75,9 @@ class Spawner {
   private start(): ChildProcess {
     // Debian's python3 first: a python3 earlier on PATH may be a version manager's slow shim.
     const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
-    const child = spawn(python, ['-I', '-S', SPAWNER_SOURCE], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // Its own process group: a Ctrl-C or a signal to the server's group must not take it down before the
+    // server's shutdown has run its last commands (it exits when its stdin closes, i.e. with the server).
+    const child = spawn(python, ['-I', '-S', SPAWNER_SOURCE], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
     this.child = child;
     this.buffered = '';
     child.stdout!.setEncoding('utf8');
