@@ -131,13 +131,20 @@ class Spawner {
 
 const spawner = new Spawner();
 
-/** A request the spawner could not take because it cannot start at all runs directly instead. */
-function orDirect(direct: () => Promise<RunResult>): (err: Error) => Promise<SpawnerAnswer> {
-  return async (err) => {
+/**
+ * Runs one command through the spawner; when the spawner cannot start at all
+ * (before or during this request), through `direct` instead.
+ */
+async function execute(req: SpawnerRequest, direct: () => Promise<RunResult>): Promise<RunResult> {
+  if (spawner.unavailable) return direct();
+  let answer: SpawnerAnswer;
+  try {
+    answer = await spawner.request(req);
+  } catch (err) {
     if (!spawner.unavailable) throw err;
-    const r = await direct();
-    return { id: 0, code: r.code, stdout: r.stdout, stderr: r.stderr };
-  };
+    return direct();
+  }
+  return resultOf(req.argv, answer);
 }
 
 function resultOf(argv: readonly string[], answer: SpawnerAnswer): RunResult {
@@ -163,10 +170,9 @@ export async function run(
 ): Promise<RunResult> {
   if (argv[0] === undefined) throw new Error('run: empty argv');
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const direct = () => runDirect(argv, options.input, timeoutMs);
-  const result = spawner.unavailable
-    ? await direct()
-    : resultOf(argv, await spawner.request({ argv, input: options.input, timeoutMs }).catch(orDirect(direct)));
+  const result = await execute({ argv, input: options.input, timeoutMs }, () =>
+    runDirect(argv, options.input, timeoutMs),
+  );
   if (result.code !== 0 && !options.allowFailure) throw new CommandError(argv, result);
   return result;
 }
@@ -211,10 +217,11 @@ export async function runLogged(
 ): Promise<void> {
   if (argv[0] === undefined) throw new Error('runLogged: empty argv');
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const direct = async () => ({ code: await runLoggedDirect(argv, logPath, timeoutMs), stdout: '', stderr: '' });
-  const { code } = spawner.unavailable
-    ? await direct()
-    : resultOf(argv, await spawner.request({ argv, logPath, timeoutMs }).catch(orDirect(direct)));
+  const { code } = await execute({ argv, logPath, timeoutMs }, async () => ({
+    code: await runLoggedDirect(argv, logPath, timeoutMs),
+    stdout: '',
+    stderr: '',
+  }));
   if (code === 0) return;
   const tail = readFileSync(logPath, 'utf8').slice(-2000);
   throw new CommandError(argv, { code, stdout: '', stderr: tail });
