@@ -48,7 +48,7 @@ export interface Driver {
   setBackground(sandboxId: string): Promise<void>;
   /**
    * Sends SIGKILL to every process of a sandbox (thawing it first) and waits
-   * (up to about a second) until they are gone; removes nothing else. Idempotent.
+   * (up to 2 s) until they are gone; removes nothing else. Idempotent.
    */
   kill(sandboxId: string): Promise<void>;
   /** Removes every trace of a sandbox (process, mounts, network, cgroups, files). Idempotent. */

@@ -280,30 +280,42 @@ export class ContainerDriver implements Driver {
   }
 
   async setForeground(sandboxId: string, vcpu: number): Promise<void> {
-    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, String(1024 * vcpu));
+    await this.setCpuShares(sandboxId, 1024 * vcpu);
   }
 
   async setBackground(sandboxId: string): Promise<void> {
-    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, String(BACKGROUND_CPU_SHARES));
+    await this.setCpuShares(sandboxId, BACKGROUND_CPU_SHARES);
+  }
+
+  private async setCpuShares(sandboxId: string, shares: number): Promise<void> {
+    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, String(shares));
   }
 
   async kill(sandboxId: string): Promise<void> {
+    await this.killAll(sandboxId, 2_000);
+  }
+
+  /**
+   * Thaws the sandbox (frozen tasks cannot die) and gives it normal CPU weight
+   * (a background-weight sandbox dies slowly on a busy host), SIGKILLs its
+   * cgroup, and waits up to `timeoutMs` until the cgroup is empty and every
+   * signalled process has finished exiting (a task leaves its cgroup early in
+   * its exit). Killing the pid namespace's init takes the rest along within a
+   * few milliseconds. Polled with backoff (1, 2, 4… 16 ms), reading cgroup and
+   * /proc files synchronously: they are in-kernel and answer in microseconds,
+   * while a hundred concurrent kills would queue on libuv's 4 fs threads.
+   */
+  private async killAll(sandboxId: string, timeoutMs: number): Promise<void> {
     await writeFile(`${this.cgroup('freezer', sandboxId)}/freezer.state`, 'THAWED').catch(() => undefined);
-    // A sandbox booted at background CPU weight would die slowly on a busy host.
-    await writeFile(`${this.cgroup('cpu', sandboxId)}/cpu.shares`, '1024').catch(() => undefined);
-    // Killing the pid namespace's init takes the rest along; that takes the kernel a few milliseconds.
-    // Polled with backoff (1, 2, 4… 16 ms; about 2 s in all), reading cgroup and /proc files synchronously: they are
-    // in-kernel and answer in microseconds, while a hundred concurrent kills would queue on libuv's 4 fs threads.
+    await this.setCpuShares(sandboxId, 1024).catch(() => undefined);
+    const deadline = Date.now() + timeoutMs;
     const signalled = new Set<number>();
-    const pause = (attempt: number) => new Promise((r) => setTimeout(r, Math.min(16, 2 ** attempt)));
-    for (let attempt = 0; attempt < 130; attempt++) {
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
       const pids = this.signalCgroup(sandboxId);
       for (const pid of pids) signalled.add(pid);
-      if (pids.length === 0) break;
-      await pause(attempt);
+      if (pids.length === 0 && ![...signalled].some(isAlive)) return;
+      await new Promise((r) => setTimeout(r, Math.min(16, 2 ** attempt)));
     }
-    // A task leaves its cgroup early in its exit; wait until each one has finished dying.
-    for (let attempt = 0; attempt < 130 && [...signalled].some(isAlive); attempt++) await pause(attempt);
   }
 
   /** SIGKILL to every process in the sandbox's pids cgroup; returns their pids. */
@@ -325,18 +337,12 @@ export class ContainerDriver implements Driver {
     return pids;
   }
 
-  /**
-   * Kills whatever is still in the sandbox's cgroup (thawing it first, since
-   * frozen tasks cannot die) and waits until it is empty.
-   */
+  /** Kills whatever is in the sandbox's cgroup (see `killAll`); throws when processes are still there after 5 s. */
   private async killCgroup(sandboxId: string): Promise<void> {
-    const cgroup = (controller: string) => this.cgroup(controller, sandboxId);
-    await writeFile(`${cgroup('freezer')}/freezer.state`, 'THAWED').catch(() => undefined);
-    for (let attempt = 0; attempt < 250; attempt++) {
-      if (this.signalCgroup(sandboxId).length === 0) return;
-      await new Promise((r) => setTimeout(r, 20));
+    await this.killAll(sandboxId, 5_000);
+    if (this.signalCgroup(sandboxId).length > 0) {
+      throw new Error(`sandbox ${sandboxId}: processes survive SIGKILL in its cgroup`);
     }
-    throw new Error(`sandbox ${sandboxId}: processes survive SIGKILL in its cgroup`);
   }
 
   async list(): Promise<Array<{ sandboxId: string; running: boolean }>> {
