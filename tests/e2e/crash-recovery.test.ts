@@ -139,4 +139,31 @@ describe('crash recovery and restarts (a server of its own)', () => {
     expect(await tracesOf(sb.id, ctx())).toEqual([]);
     await start();
   });
+
+  it('SIGTERM while creates are still booting: they finish before the store closes, and nothing is left', async () => {
+    await stopServer(server, { deleteSandboxes: false });
+    server = await startServer({
+      dataDir,
+      ...net,
+      apiKey: API_KEY,
+      env: { WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: 'true' },
+    });
+    const before = server.output().length;
+    // Cold creates (pool 0) boot for a few hundred ms; the signal arrives while they do.
+    const creates = Array.from({ length: 3 }, () =>
+      cp<Sb>('POST', '/v1/sandboxes', { template_name: 'base' }).catch((err: Error) => err),
+    );
+    await sleep(60);
+    const exited = new Promise<number | null>((ok) => server.child.once('exit', ok));
+    server.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await Promise.all(creates);
+    const log = server.output().slice(before);
+    expect(log).not.toMatch(/database connection is not open|boot failed|set-up failed/);
+    // Every sandbox the creates made was deleted by the shutdown, traces and all.
+    expect(await sandboxCgroups(net.cgroupParent)).toEqual([]);
+    expect(await exec(['crun', '--root', `${dataDir}/crun`, 'list', '--quiet'])).toBe('');
+    expect(await bridgeVeths(net.bridge)).toEqual([]);
+    await start();
+  });
 });

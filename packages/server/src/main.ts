@@ -179,6 +179,8 @@ async function main(): Promise<void> {
     server.closeAllConnections();
     await pool.stop();
     await templateBuilds.stop();
+    // A create still booting finishes (its client is gone) before its sandbox is deleted and the store closes.
+    await sandboxes.creationsSettled();
     if (config.stopSandboxesOnExit) await sandboxes.deleteAll();
     // DELETE answers once a sandbox's processes are killed; finish the teardowns still running.
     await sandboxes.settled();

@@ -73,6 +73,14 @@ export interface SandboxServiceDeps {
   maxSandboxesPerKey: number;
 }
 
+/** What {@link SandboxService.create} returns: the row, the sandbox's agent token, and whether it came from the pool. */
+export interface CreateResult {
+  sandbox: SandboxRow;
+  token: string;
+  tokenExpiresAt: Date;
+  pooled: boolean;
+}
+
 /** The lifecycle of sandboxes: every transition is written to the store before it is acted on. */
 export class SandboxService {
   private readonly store: Store;
@@ -87,6 +95,8 @@ export class SandboxService {
    * egress entry may still exist): a sandbox given such a slot boots after it.
    */
   private readonly releasing = new Map<number, Promise<void>>();
+  /** Creates still running (a cold one boots for a few hundred ms); shutdown waits for them. */
+  private readonly creating = new Set<Promise<unknown>>();
   /** Called after a pooled sandbox was claimed (the pool refills in the background). */
   onPoolClaim: (templateId: string) => void = () => undefined;
   /** Templates whose warm pool is enabled. */
@@ -166,10 +176,27 @@ export class SandboxService {
     if (res.status !== 200) throw new Error(`agent answered ${res.status} to PATCH /env`);
   }
 
-  async create(
-    key: ApiKeyRow,
-    input: CreateSandboxInput,
-  ): Promise<{ sandbox: SandboxRow; token: string; tokenExpiresAt: Date; pooled: boolean }> {
+  /**
+   * Creates a sandbox: claims a pooled one of the template when there is one,
+   * else boots it. Tracked until it finishes, so a shutdown waits for it
+   * ({@link creationsSettled}) before closing the store.
+   */
+  async create(key: ApiKeyRow, input: CreateSandboxInput): Promise<CreateResult> {
+    const op = this.createNow(key, input);
+    this.creating.add(op);
+    try {
+      return await op;
+    } finally {
+      this.creating.delete(op);
+    }
+  }
+
+  /** Resolves when every create in flight has finished (succeeded or failed). */
+  async creationsSettled(): Promise<void> {
+    while (this.creating.size > 0) await Promise.allSettled([...this.creating]);
+  }
+
+  private async createNow(key: ApiKeyRow, input: CreateSandboxInput): Promise<CreateResult> {
     const template = this.resolveTemplate(input);
     const now = Date.now();
     const maxSandboxes = key.maxSandboxes ?? this.maxSandboxesPerKey;
