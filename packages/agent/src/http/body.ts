@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import { ErrorCode, ServiceError } from '@warren/protocol';
 import type { z } from 'zod';
 import type { AppContext } from './app-env.ts';
+import { chunksOf } from './node-chunks.ts';
 
 function tooLarge(maxBytes: number): ServiceError {
   return new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${maxBytes} bytes`, {
@@ -32,25 +34,22 @@ export async function readBodyBytes(c: AppContext, maxBytes: number): Promise<Bu
 
 /**
  * The request body as raw bytes, capped at `maxBytes`: straight from Node's
- * request when the agent runs on `@hono/node-server` (no web-stream copies),
- * else the web body (in-process `app.request()`).
+ * request when the agent runs on `@hono/node-server`, chunk by chunk as they
+ * arrived (no web-stream copies, and none of the joins of a Node stream's own
+ * iterator), else the web body (in-process `app.request()`).
  * @throws {ServiceError} `PAYLOAD_TOO_LARGE` (declared or counted) past the limit.
  */
 export async function* cappedBody(c: AppContext, maxBytes: number): AsyncGenerator<Uint8Array> {
   checkDeclaredLength(c, maxBytes);
-  const incoming = (c.env as { incoming?: AsyncIterable<Uint8Array> & { readableDidRead?: boolean } } | undefined)
-    ?.incoming;
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   const source: AsyncIterable<Uint8Array> | null =
-    incoming && incoming.readableDidRead === false ? incoming : c.req.raw.body;
+    incoming && !incoming.readableDidRead ? chunksOf(incoming) : c.req.raw.body;
   if (!source) return;
   let size = 0;
-  const it = source[Symbol.asyncIterator]();
-  for (;;) {
-    const { done, value } = await it.next();
-    if (done) return;
-    size += value.byteLength;
+  for await (const chunk of source) {
+    size += chunk.byteLength;
     if (size > maxBytes) throw tooLarge(maxBytes);
-    yield value;
+    yield chunk;
   }
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -18,7 +18,6 @@ import type { AgentDeps } from '../deps.ts';
 import type { AppContext, AppEnv } from '../http/app-env.ts';
 import { cappedBody, parseWith, readJson, readQuery } from '../http/body.ts';
 import { multipartBoundary, type PartSink, readMultipart } from '../http/multipart.ts';
-import { chunksOf } from '../http/node-chunks.ts';
 import { sendFile } from '../http/send-file.ts';
 import type { FileDownload } from '../services/file-service.ts';
 
@@ -131,30 +130,6 @@ function webStream(file: FileDownload): ReadableStream<Uint8Array> {
   ) as ReadableStream<Uint8Array>;
 }
 
-/**
- * An upload's body, capped at `maxBytes`: Node's request chunks as they arrive when the agent runs on
- * `@hono/node-server` (neither a web stream nor the joining of buffered chunks copies them), else the web body.
- * @throws {ServiceError} `PAYLOAD_TOO_LARGE` (declared or counted) past the limit.
- */
-async function* uploadBody(c: AppContext, maxBytes: number): AsyncGenerator<Uint8Array> {
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  if (!incoming || incoming.readableDidRead) {
-    yield* cappedBody(c, maxBytes);
-    return;
-  }
-  const tooLarge = () =>
-    new ServiceError(ErrorCode.PAYLOAD_TOO_LARGE, `Request body exceeds ${maxBytes} bytes`, {
-      details: { max_bytes: maxBytes },
-    });
-  if (Number(incoming.headers['content-length']) > maxBytes) throw tooLarge();
-  let size = 0;
-  for await (const chunk of chunksOf(incoming)) {
-    size += chunk.length;
-    if (size > maxBytes) throw tooLarge();
-    yield chunk;
-  }
-}
-
 /** Node's response when the agent runs on `@hono/node-server` (absent for in-process `app.request()`). */
 function nodeResponse(c: AppContext): ServerResponse | undefined {
   return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
@@ -226,7 +201,7 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
     }
     // Streamed: the file part goes to a temporary file as it arrives, so an upload's size is bounded by
     // WARREN_AGENT_MAX_UPLOAD_BYTES and the disk, not by the agent's memory.
-    const received = await receiveUpload(uploadBody(c, config.maxUploadBytes), multipartBoundary(contentType));
+    const received = await receiveUpload(cappedBody(c, config.maxUploadBytes), multipartBoundary(contentType));
     try {
       const { path } = parseWith(uploadFieldsSchema, { path: received.fields.get('path') });
       if (!received.file)
