@@ -14,6 +14,7 @@ describe('loadConfig', () => {
     expect(config.maxOutputBytes).toBe(4 * 1024 * 1024);
     expect(config.maxBodyBytes).toBe(64 * 1024 * 1024);
     expect(config.templateEnv).toEqual({});
+    expect(config.execHelperPath).toBe('/.warren/bin/warren-exec');
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -36,8 +37,16 @@ describe('loadConfig', () => {
     expect(config.templateEnv).toEqual({ A: '1', N: '2' });
   });
 
+  it('takes the exec helper path, or none with WARREN_AGENT_SPAWNER=direct', () => {
+    expect(loadConfig({ ...required, WARREN_AGENT_EXEC_HELPER: '/opt/x/' }).execHelperPath).toBe('/opt/x');
+    const direct = loadConfig({ ...required, WARREN_AGENT_EXEC_HELPER: '/opt/x', WARREN_AGENT_SPAWNER: 'direct' });
+    expect(direct.execHelperPath).toBeNull();
+  });
+
   it.each([
     [{ WARREN_AGENT_TOKEN_KEY: 'ab' }, 'WARREN_SANDBOX_ID'],
+    [{ ...required, WARREN_AGENT_EXEC_HELPER: 'bin/warren-exec' }, 'WARREN_AGENT_EXEC_HELPER'],
+    [{ ...required, WARREN_AGENT_SPAWNER: 'fork' }, 'WARREN_AGENT_SPAWNER'],
     [{ WARREN_SANDBOX_ID: 'x', WARREN_AGENT_TOKEN_KEY: '' }, 'WARREN_AGENT_TOKEN_KEY'],
     [{ ...required, WARREN_AGENT_TOKEN_KEY: 'xyz' }, 'WARREN_AGENT_TOKEN_KEY'],
     [{ ...required, WARREN_AGENT_PORT: 'http' }, 'WARREN_AGENT_PORT'],

@@ -40,6 +40,11 @@ export interface AgentConfig {
   readonly kernelBridgePath: string;
   /** The static PTY helper behind `/terminal`. @default /.warren/bin/warren-pty */
   readonly ptyHelperPath: string;
+  /**
+   * The static exec helper that starts children with posix_spawn instead of a fork of the agent, or null when
+   * every child is forked (`WARREN_AGENT_SPAWNER=direct`). @default /.warren/bin/warren-exec
+   */
+  readonly execHelperPath: string | null;
   /** cgroup v1 mount the metrics read (memory, cpuacct, pids, cpu). @default /sys/fs/cgroup */
   readonly cgroupRoot: string;
   /**
@@ -115,6 +120,8 @@ const envSchema = z.object({
   WARREN_AGENT_PROCESS_HISTORY: z.coerce.number().int().min(1).max(10_000).default(100),
   WARREN_AGENT_KERNEL_BRIDGE: absolutePath.default(DEFAULT_KERNEL_BRIDGE),
   WARREN_AGENT_PTY_HELPER: absolutePath.default('/.warren/bin/warren-pty'),
+  WARREN_AGENT_EXEC_HELPER: absolutePath.default('/.warren/bin/warren-exec'),
+  WARREN_AGENT_SPAWNER: z.enum(['helper', 'direct'], { error: "must be 'helper' or 'direct'" }).default('helper'),
   WARREN_AGENT_CGROUP_ROOT: absolutePath.default('/sys/fs/cgroup'),
   WARREN_AGENT_CODE_CACHE_RECORD: z.string().optional(),
 });
@@ -165,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv | Record<string, string | unde
     processHistory: e.WARREN_AGENT_PROCESS_HISTORY,
     kernelBridgePath: e.WARREN_AGENT_KERNEL_BRIDGE,
     ptyHelperPath: e.WARREN_AGENT_PTY_HELPER,
+    execHelperPath: e.WARREN_AGENT_SPAWNER === 'direct' ? null : e.WARREN_AGENT_EXEC_HELPER,
     cgroupRoot: e.WARREN_AGENT_CGROUP_ROOT,
     recordingCodeCache: e.WARREN_AGENT_CODE_CACHE_RECORD !== undefined,
   });

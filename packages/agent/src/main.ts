@@ -4,6 +4,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { reservedEnvPrefix } from '@warren/protocol';
 import { createAgent } from './app.ts';
 import { type AgentConfig, ConfigError, loadConfig } from './config.ts';
+import { ExecHelper } from './services/exec-helper.ts';
 import { ProcessManager } from './services/process-manager.ts';
 import { AGENT_NAME, AGENT_VERSION } from './version.ts';
 
@@ -72,7 +73,10 @@ async function main(): Promise<void> {
     log(`${AGENT_NAME}: cannot create workdir ${config.workdir}: ${err.message}`),
   );
 
-  const processes = new ProcessManager();
+  // Commands start through the exec helper (posix_spawn in a small static process) rather than a fork of
+  // the agent, whose cost grows with the agent's memory; until it is ready, or without it, they are forked.
+  const execHelper = config.execHelperPath === null ? undefined : new ExecHelper({ path: config.execHelperPath, log });
+  const processes = new ProcessManager({ execHelper });
   const agent = createAgent(config, { processes, log });
   const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
   // WebSocket endpoints and the port tunnel arrive as HTTP upgrades on the same server.
@@ -88,6 +92,8 @@ async function main(): Promise<void> {
   // readiness poll; requests that need the kernel or the start command wait for them anyway.
   if (!config.recordingCodeCache) {
     afterFirstResponse(server, WARM_UP_AFTER_MS, () => {
+      // Started now, while the agent is small, so that the first command does not wait for it.
+      execHelper?.start();
       // A warm kernel makes the first python run fast; without ipykernel this only finds that out.
       agent.deps.kernel.warmUp();
       // The template's start command (a web server, say); the server waits for its readiness check.

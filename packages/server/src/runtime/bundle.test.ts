@@ -84,7 +84,7 @@ describe('ensureRuntimeBundle', () => {
     expect(libs).toEqual(expect.arrayContaining(['libc.so.6', 'ld-linux-x86-64.so.2']));
     expect(await readFile(join(dir, 'agent/agent.cjs'), 'utf8')).toBe(AGENT);
     expect(await readFile(join(dir, 'agent/boot.cjs'), 'utf8')).toBe(BOOT);
-    for (const path of ['bin/node', 'bin/warren-init']) {
+    for (const path of ['bin/node', 'bin/warren-init', 'bin/warren-pty', 'bin/warren-exec']) {
       expect((await stat(join(dir, path))).mode & 0o777).toBe(0o755);
     }
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { hash: string };

@@ -7,6 +7,7 @@
  * bin/node          the host's node, patched to load its libraries from /.warren/lib
  * bin/warren-init   static PID 1 (packages/server/native/warren-init.c)
  * bin/warren-pty    static PTY helper of the agent's /terminal (packages/server/native/warren-pty.c)
+ * bin/warren-exec   static helper the agent starts its children with (packages/server/native/warren-exec.c)
  * lib/              node's shared libraries and the dynamic loader, copied from the host
  * agent/boot.cjs    the agent's entry: runs agent.cjs with its code cache
  * agent/agent.cjs   the agent bundle
@@ -32,12 +33,14 @@ export const RUNTIME_BUNDLE_MOUNT = '/.warren';
  * Version of the bundle recipe (layout, patchelf and gcc flags). Part of the
  * hash: bump it whenever a change here changes the bundle's content.
  */
-export const RUNTIME_BUNDLE_RECIPE_VERSION = 3;
+export const RUNTIME_BUNDLE_RECIPE_VERSION = 4;
 
 /** The init source shipped with the server package. */
 const DEFAULT_INIT_SOURCE = fileURLToPath(new URL('../../native/warren-init.c', import.meta.url));
 /** The PTY helper source shipped with the server package. */
 const PTY_SOURCE = fileURLToPath(new URL('../../native/warren-pty.c', import.meta.url));
+/** The exec helper source shipped with the server package. */
+const EXEC_SOURCE = fileURLToPath(new URL('../../native/warren-exec.c', import.meta.url));
 /** Name of the agent's kernel bridge script, expected beside the agent bundle. */
 const KERNEL_BRIDGE_NAME = 'kernel_bridge.py';
 /** Name of the agent's entry (packages/agent/src/boot.ts), expected beside the agent bundle. */
@@ -92,7 +95,7 @@ const inflight = new Map<string, Promise<RuntimeBundle>>();
  * The hash covers: the recipe version; the node binary by identity, not content
  * (real path, device, inode, size and mtime in ns; reading ~100 MB on every
  * call would cost ~0.3 s, and upgrading node replaces the file, which changes
- * these); the agent bundle, its entry and the init source by sha256 of their content; the
+ * these); the agent bundle, its entry and the C sources (init, pty, exec) by sha256 of their content; the
  * architecture. The copied shared libraries are not part of it: a bundle is
  * self-consistent with the libraries it was built with, whatever the host has
  * since installed.
@@ -126,6 +129,7 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
   });
   const initSource = await readFile(initSourcePath);
   const ptySource = await readFile(PTY_SOURCE);
+  const execSource = await readFile(EXEC_SOURCE);
   const kernelBridge = await readFile(join(dirname(options.agentBundlePath), KERNEL_BRIDGE_NAME)).catch(
     (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
@@ -148,6 +152,7 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
       agentBootSha256: sha256(agentBoot),
       initSha256: sha256(initSource),
       ptySha256: sha256(ptySource),
+      execSha256: sha256(execSource),
       kernelBridgeSha256: kernelBridge ? sha256(kernelBridge) : null,
     }),
   );
@@ -243,6 +248,9 @@ async function buildBundle(inputs: BuildInputs): Promise<RuntimeBundle> {
     progress('runtime bundle: compiling warren-pty (static)');
     await run('gcc', [...GCC_FLAGS, '-o', join(tmp, 'bin/warren-pty'), PTY_SOURCE]);
     await chmod(join(tmp, 'bin/warren-pty'), 0o755);
+    progress('runtime bundle: compiling warren-exec (static)');
+    await run('gcc', [...GCC_FLAGS, '-o', join(tmp, 'bin/warren-exec'), EXEC_SOURCE]);
+    await chmod(join(tmp, 'bin/warren-exec'), 0o755);
 
     for (const [name, content] of [
       [AGENT_NAME, inputs.agent],
