@@ -96,4 +96,10 @@ export {
   uploadLinkRequestSchema,
 } from './templates.ts';
 export type { SandboxTokenClaims, TokenCheck } from './token.ts';
-export { deriveSandboxKey, peekSandboxToken, signSandboxToken, verifySandboxToken } from './token.ts';
+export {
+  deriveSandboxKey,
+  peekSandboxToken,
+  signSandboxToken,
+  TokenVerifier,
+  verifySandboxToken,
+} from './token.ts';

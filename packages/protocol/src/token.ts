@@ -78,3 +78,39 @@ export function verifySandboxToken(
   if (claims.exp <= now) return { ok: false, reason: 'expired' };
   return { ok: true, claims };
 }
+
+/**
+ * Verifies tokens with one key per sandbox, remembering the tokens whose
+ * signature checked out (at most `maxEntries`, oldest dropped first), so a
+ * token used again costs a map lookup instead of two HMACs and a JSON parse.
+ * Expiry and the sandbox are checked on every call.
+ */
+export class TokenVerifier {
+  readonly #keyOf: (sandboxId: string) => Buffer;
+  readonly #maxEntries: number;
+  readonly #verified = new Map<string, SandboxTokenClaims>();
+
+  constructor(keyOf: (sandboxId: string) => Buffer, maxEntries = 4096) {
+    this.#keyOf = keyOf;
+    this.#maxEntries = maxEntries;
+  }
+
+  /** Like {@link verifySandboxToken} with the key of `options.sandboxId`. */
+  verify(token: string, options: { sandboxId: string; nowSeconds?: number }): TokenCheck {
+    const known = this.#verified.get(token);
+    if (known === undefined || known.sid !== options.sandboxId) {
+      const check = verifySandboxToken(this.#keyOf(options.sandboxId), token, options);
+      if (check.ok) {
+        if (this.#verified.size >= this.#maxEntries) this.#verified.delete(this.#verified.keys().next().value!);
+        this.#verified.set(token, check.claims);
+      }
+      return check;
+    }
+    const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
+    if (known.exp <= now) {
+      this.#verified.delete(token);
+      return { ok: false, reason: 'expired' };
+    }
+    return { ok: true, claims: known };
+  }
+}

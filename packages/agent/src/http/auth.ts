@@ -1,4 +1,4 @@
-import { ErrorCode, ServiceError, verifySandboxToken } from '@warren/protocol';
+import { ErrorCode, ServiceError, TokenVerifier } from '@warren/protocol';
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from './app-env.ts';
 
@@ -6,6 +6,18 @@ import type { AppEnv } from './app-env.ts';
 export interface TokenOptions {
   key: Buffer;
   sandboxId: string;
+}
+
+/** One verifier (and its memory of good tokens) per sandbox key. */
+const verifiers = new WeakMap<Buffer, TokenVerifier>();
+
+function verifierOf(key: Buffer): TokenVerifier {
+  let verifier = verifiers.get(key);
+  if (verifier === undefined) {
+    verifier = new TokenVerifier(() => key, 256);
+    verifiers.set(key, verifier);
+  }
+  return verifier;
 }
 
 /**
@@ -16,7 +28,7 @@ export interface TokenOptions {
 export function checkBearer(header: string | undefined, options: TokenOptions): ServiceError | undefined {
   const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
   if (!match?.[1]) return new ServiceError(ErrorCode.TOKEN_INVALID, 'Missing bearer token');
-  const check = verifySandboxToken(options.key, match[1], { sandboxId: options.sandboxId });
+  const check = verifierOf(options.key).verify(match[1], { sandboxId: options.sandboxId });
   if (check.ok) return undefined;
   if (check.reason === 'expired') return new ServiceError(ErrorCode.TOKEN_EXPIRED, 'Token expired');
   return new ServiceError(ErrorCode.TOKEN_INVALID, 'Invalid token');

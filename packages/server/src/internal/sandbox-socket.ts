@@ -12,7 +12,6 @@ export function agentSocketOf(
   sandboxId: string,
 ): { ok: true; socketPath: string } | { ok: false; error: ServiceError } {
   const sandbox = deps.store.getSandbox(sandboxId);
-  const notFound = new ServiceError(ErrorCode.SANDBOX_NOT_FOUND, `Sandbox ${sandboxId} not found`);
   switch (sandbox?.status) {
     case 'running':
       return { ok: true, socketPath: deps.driver.agentSocket(sandboxId) };
@@ -23,6 +22,6 @@ export function agentSocketOf(
     case 'stopped':
       return { ok: false, error: new ServiceError(ErrorCode.SANDBOX_STOPPED, `Sandbox ${sandboxId} is stopped`) };
     default:
-      return { ok: false, error: notFound };
+      return { ok: false, error: new ServiceError(ErrorCode.SANDBOX_NOT_FOUND, `Sandbox ${sandboxId} not found`) };
   }
 }

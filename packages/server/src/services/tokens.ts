@@ -4,7 +4,7 @@ import {
   type SandboxTokenClaims,
   signSandboxToken,
   type TokenCheck,
-  verifySandboxToken,
+  TokenVerifier,
 } from '@warren/protocol';
 import type { Store } from '../store/store.ts';
 
@@ -12,6 +12,7 @@ import type { Store } from '../store/store.ts';
 export class TokenService {
   private readonly secret: Buffer;
   private readonly ttlSeconds: number;
+  private readonly verifier = new TokenVerifier((sandboxId) => this.sandboxKey(sandboxId));
 
   constructor(store: Store, ttlSeconds: number) {
     let hex = store.getMeta('token_secret');
@@ -41,6 +42,6 @@ export class TokenService {
   }
 
   verify(token: string, sandboxId: string): TokenCheck {
-    return verifySandboxToken(this.sandboxKey(sandboxId), token, { sandboxId });
+    return this.verifier.verify(token, { sandboxId });
   }
 }
