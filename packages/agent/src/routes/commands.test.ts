@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CommandResponse, commandResponseSchema } from '@warren/protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,16 @@ describe('POST /commands/run', () => {
     });
     expect(r).toMatchObject({ success: true, stdout: 'HI\n', stderr: '', exit_code: 0, command: 'bash' });
     expect(r.pid).toBeGreaterThan(0);
+  });
+
+  it('answers 404 DIRECTORY_NOT_FOUND for a workdir that is missing, a file, or under a file', async () => {
+    const file = join(agent.workspace, 'plain-file');
+    await writeFile(file, 'x');
+    for (const workdir of ['/no/such/dir', file, join(file, 'below')]) {
+      const res = await agent.json('POST', '/commands/run', { command: 'pwd', workdir });
+      expect(res.status).toBe(404);
+      expect(await res.json()).toMatchObject({ code: 'DIRECTORY_NOT_FOUND' });
+    }
   });
 
   it('passes args verbatim, without another shell', async () => {

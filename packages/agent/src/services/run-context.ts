@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdirSync, type Stats, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type EnvMap, ErrorCode, ServiceError } from '@warren/protocol';
 import type { AgentConfig } from '../config.ts';
@@ -23,7 +23,9 @@ export interface RunContext {
 
 /**
  * Resolves the working directory (relative paths are taken from the default
- * workdir, which is created when missing) and layers the environment.
+ * workdir, which is created when missing) and layers the environment. The
+ * directory is checked synchronously: a `stat` of the sandbox's own disk
+ * takes microseconds, a round trip through libuv's thread pool far longer.
  * @throws {ServiceError} `DIRECTORY_NOT_FOUND` when a requested workdir is not a directory.
  */
 export async function prepareRun(
@@ -32,16 +34,28 @@ export async function prepareRun(
 ): Promise<RunContext> {
   const fallback = deps.config.workdir;
   const cwd = request.workdir === undefined ? fallback : resolve(fallback, request.workdir);
-  let st = await stat(cwd).catch(() => undefined);
+  let st = statOrUndefined(cwd);
   if (st === undefined && cwd === fallback) {
-    await mkdir(cwd, { recursive: true }).catch(() => undefined);
-    st = await stat(cwd).catch(() => undefined);
+    try {
+      mkdirSync(cwd, { recursive: true });
+    } catch {
+      // reported below as not a directory
+    }
+    st = statOrUndefined(cwd);
   }
   if (!st?.isDirectory()) {
     throw new ServiceError(ErrorCode.DIRECTORY_NOT_FOUND, `Directory not found: ${cwd}`, { path: cwd });
   }
   const env = buildChildEnv({ template: deps.config.templateEnv, global: deps.envStore.all(), request: request.env });
   return { cwd, env };
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined; // missing, not a directory on the way, not permitted: all "not found" here
+  }
 }
 
 /** A requested timeout in milliseconds: the default when absent, capped at the maximum. */
