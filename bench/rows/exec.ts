@@ -3,6 +3,7 @@ import type { Sandbox } from '@hopx-ai/sdk';
 import { agentJSON, type Created } from '../api.ts';
 import type { BenchContext } from '../context.ts';
 import type { Row } from '../report.ts';
+import { sdkAloneSamples } from '../sdk-floor.ts';
 import { summarize, timed } from '../stats.ts';
 
 /** Host `fork/exec` of /bin/true from Node (what the agent does for a command), `n` times. */
@@ -61,7 +62,8 @@ export async function execRoundTrip(ctx: BenchContext, sb: Sandbox, raw: Created
     const r = await sb.runCode('1');
     if (r.exit_code !== 0) throw new Error(`exit ${r.exit_code}`);
   });
-  ctx.progress('floors: fork/exec, crun exec');
+  ctx.progress('floors: fork/exec, crun exec, the SDK against a trivial local server');
+  const alone = await sdkAloneSamples(Math.min(n, 1000));
   const fork = summarize(await forkExecFloor(Math.min(n, 1000)));
   const { id } = await ctx.bare.startIdle(ctx.server.rootfs('base'));
   const execSamples: number[] = [];
@@ -104,12 +106,30 @@ export async function execRoundTrip(ctx: BenchContext, sb: Sandbox, raw: Created
     },
     {
       section: 3,
+      name: 'commands.run("true") against a trivial local server (the SDK\'s own cost, no sandbox)',
+      via: '@hopx-ai/sdk',
+      unit: 'ms',
+      stats: summarize(alone.command),
+      errors: 0,
+      note: 'canned answers from a Node HTTP server in the bench process',
+    },
+    {
+      section: 3,
       name: 'runCode("1") (python kernel)',
       via: '@hopx-ai/sdk',
       unit: 'ms',
       stats: summarize(code.samples),
       errors: code.errors,
       floor: { name: 'bare `crun exec true`', stats: crunExec },
+    },
+    {
+      section: 3,
+      name: 'runCode("1") against a trivial local server (the SDK\'s own cost, no sandbox)',
+      via: '@hopx-ai/sdk',
+      unit: 'ms',
+      stats: summarize(alone.code),
+      errors: 0,
+      note: 'canned answers from a Node HTTP server in the bench process',
     },
   ];
 }
