@@ -1,9 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_COMMAND, ensureRuntimeBundle, RUNTIME_BUNDLE_MOUNT, type RuntimeBundle } from './bundle.ts';
+import {
+  AGENT_COMMAND,
+  ensureRuntimeBundle,
+  markUsedAndPrune,
+  RUNTIME_BUNDLE_MOUNT,
+  type RuntimeBundle,
+} from './bundle.ts';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -220,6 +226,60 @@ describe.skipIf(!isRoot)('the bundle inside a root filesystem with no libc', () 
     expect(report.ppid).toBe(1);
     // The agent asked init to stop: init forwards SIGTERM and exits once the agent has exited.
     expect([0, 143]).toContain(result.code);
+  });
+});
+
+describe('markUsedAndPrune', () => {
+  it('keeps the bundle in use, the four most recently used and anything used within a day; removes the rest', async () => {
+    const dir = await mkdtemp(join(work, 'prune-'));
+    const now = Date.UTC(2026, 10, 29, 12);
+    const hour = 3600_000;
+    // name -> hours since last use
+    const ages: Record<string, number> = {
+      aaaaaaaaaaaaaaa1: 100, // in use: kept although oldest
+      aaaaaaaaaaaaaaa2: 30,
+      aaaaaaaaaaaaaaa3: 40,
+      aaaaaaaaaaaaaaa4: 50,
+      aaaaaaaaaaaaaaa5: 60, // fifth most recent (with the one in use): removed
+      aaaaaaaaaaaaaaa6: 70, // removed
+      '.tmp-0123456789abcdef-x': 2, // abandoned build: removed
+      '.tmp-fedcba9876543210-y': 0.1, // a build in progress: kept
+      'not-a-bundle': 500, // not ours: kept
+    };
+    for (const [name, h] of Object.entries(ages)) {
+      await mkdir(join(dir, name));
+      const t = new Date(now - h * hour);
+      await utimes(join(dir, name), t, t);
+    }
+    const removed = await markUsedAndPrune(dir, join(dir, 'aaaaaaaaaaaaaaa1'), now);
+    expect(removed.map((p) => p.slice(dir.length + 1)).sort()).toEqual([
+      '.tmp-0123456789abcdef-x',
+      'aaaaaaaaaaaaaaa5',
+      'aaaaaaaaaaaaaaa6',
+    ]);
+    expect((await readdir(dir)).sort()).toEqual([
+      '.tmp-fedcba9876543210-y',
+      'aaaaaaaaaaaaaaa1',
+      'aaaaaaaaaaaaaaa2',
+      'aaaaaaaaaaaaaaa3',
+      'aaaaaaaaaaaaaaa4',
+      'not-a-bundle',
+    ]);
+    // The bundle in use is marked as used now.
+    expect((await stat(join(dir, 'aaaaaaaaaaaaaaa1'))).mtimeMs).toBe(now);
+  });
+
+  it('keeps every bundle used within a day, however many', async () => {
+    const dir = await mkdtemp(join(work, 'prune-'));
+    const now = Date.now();
+    for (let i = 0; i < 7; i++) {
+      const name = `bbbbbbbbbbbbbbb${i}`;
+      await mkdir(join(dir, name));
+      const t = new Date(now - i * 3600_000);
+      await utimes(join(dir, name), t, t);
+    }
+    expect(await markUsedAndPrune(dir, join(dir, 'bbbbbbbbbbbbbbb0'), now)).toEqual([]);
+    expect(await readdir(dir)).toHaveLength(7);
   });
 });
 

@@ -21,7 +21,20 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,7 +171,10 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
   );
   const runtimeDir = join(options.cacheDir, 'runtime');
   const dir = join(runtimeDir, hash.slice(0, 16));
-  if (await isComplete(dir)) return { dir, hash, cached: true };
+  if (await isComplete(dir)) {
+    await markUsedAndPrune(runtimeDir, dir);
+    return { dir, hash, cached: true };
+  }
 
   const running = inflight.get(dir);
   if (running) return running;
@@ -179,9 +195,68 @@ export async function ensureRuntimeBundle(options: EnsureRuntimeBundleOptions): 
     kernelBridge,
     initSourcePath,
     progress,
-  }).finally(() => inflight.delete(dir));
+  })
+    .then(async (bundle) => {
+      await markUsedAndPrune(runtimeDir, bundle.dir);
+      return bundle;
+    })
+    .finally(() => inflight.delete(dir));
   inflight.set(dir, build);
   return build;
+}
+
+/** Bundles kept whatever their age: the one in use and the most recently used others. */
+export const RUNTIME_BUNDLES_KEPT = 4;
+/** Older bundles (by last use) than this are removed, beyond the kept ones. */
+export const RUNTIME_BUNDLE_MAX_AGE_MS = 24 * 3600_000;
+/** A build's temporary directory older than this was left by a process that died mid-build. */
+const STALE_BUILD_MS = 3600_000;
+
+/**
+ * Marks `inUse` as used now (its mtime) and removes old bundles: each agent
+ * change makes a new ~100 MB bundle, so without this the cache grows with
+ * every version ever run. The {@link RUNTIME_BUNDLES_KEPT} most recently used
+ * stay (sandboxes booted by an older server keep their bundle mounted, and a
+ * rollback finds it), as does anything used within
+ * {@link RUNTIME_BUNDLE_MAX_AGE_MS}; abandoned temporary build directories go.
+ * Never throws: pruning is housekeeping.
+ */
+export async function markUsedAndPrune(runtimeDir: string, inUse: string, nowMs = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  try {
+    const now = new Date(nowMs);
+    await utimes(inUse, now, now);
+    const entries = await readdir(runtimeDir, { withFileTypes: true });
+    const bundles: Array<{ path: string; usedMs: number }> = [];
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const path = join(runtimeDir, e.name);
+      const usedMs = (await stat(path).catch(() => undefined))?.mtimeMs;
+      if (usedMs === undefined) continue;
+      if (e.name.startsWith('.tmp-')) {
+        if (nowMs - usedMs > STALE_BUILD_MS) bundles.push({ path, usedMs: Number.NEGATIVE_INFINITY });
+      } else if (/^[0-9a-f]{16}$/.test(e.name)) {
+        bundles.push({ path, usedMs });
+      }
+    }
+    bundles.sort((a, b) => b.usedMs - a.usedMs);
+    let kept = 0;
+    for (const b of bundles) {
+      const keep =
+        b.path === inUse ||
+        (b.usedMs !== Number.NEGATIVE_INFINITY &&
+          (kept < RUNTIME_BUNDLES_KEPT || nowMs - b.usedMs <= RUNTIME_BUNDLE_MAX_AGE_MS));
+      if (keep) {
+        kept++;
+        continue;
+      }
+      await rm(b.path, { recursive: true, force: true });
+      removed.push(b.path);
+    }
+  } catch {
+    // a cache we cannot tidy still works
+  }
+  return removed;
 }
 
 async function isComplete(dir: string): Promise<boolean> {
