@@ -1,22 +1,26 @@
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-/** Finds `name` on a `PATH` string the way a shell would; undefined when absent. */
+/**
+ * Finds `name` on a `PATH` string the way a shell would; undefined when absent.
+ * The lookups are synchronous: each is an in-kernel check of microseconds,
+ * where an async one costs a round trip through libuv's thread pool, and a
+ * `PATH` search makes up to two per directory on every code run.
+ */
 export async function findExecutable(name: string, searchPath: string | undefined): Promise<string | undefined> {
-  if (name.includes('/')) return (await isExecutableFile(name)) ? name : undefined;
+  if (name.includes('/')) return isExecutableFile(name) ? name : undefined;
   for (const dir of (searchPath ?? '').split(delimiter)) {
     if (dir === '') continue;
     const candidate = join(dir, name);
-    if (await isExecutableFile(candidate)) return candidate;
+    if (isExecutableFile(candidate)) return candidate;
   }
   return undefined;
 }
 
-async function isExecutableFile(path: string): Promise<boolean> {
+function isExecutableFile(path: string): boolean {
   try {
-    await access(path, constants.X_OK);
-    return (await stat(path)).isFile();
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
   } catch {
     return false;
   }
