@@ -6,9 +6,11 @@ the bridge or jupyter_client prints goes to stderr.
 
 Requests (agent -> bridge):
   {"op": "execute", "id": N, "code": "...", "env": {...}, "cwd": "/workspace",
-   "max_output_bytes": 4194304, "max_rich_bytes": 16777216}
+   "max_output_bytes": 4194304, "max_rich_bytes": 16777216, "warm_up": false}
       Runs code in the kernel. `env` is set in os.environ and `cwd` is made
-      the working directory for the run; both are restored afterwards.
+      the working directory for the run; both are restored afterwards. A
+      `warm_up` run is not stored in the history and leaves the execution
+      count as it was (the agent's warm-up of its own execute path).
   {"op": "shutdown"}
       Stops the kernel and exits (end of stdin does the same).
 
@@ -182,6 +184,67 @@ def __warren_setup():
     if kernel is not None and hasattr(kernel, '_execute_sleep'):
         kernel._execute_sleep = 0
 
+    # Machinery around every request that only other clients would notice (the bridge is the
+    # kernel's one client, and reads neither the control channel nor these messages):
+    if kernel is not None:
+        # Before each shell message ipykernel waits for a round trip through its control thread,
+        # so that control messages sent earlier are handled first; the bridge sends none.
+        if hasattr(kernel, '_flush_control_queue'):
+            async def no_control_flush():
+                return None
+            kernel._flush_control_queue = no_control_flush
+
+        # A run's busy status and its code broadcast back (execute_input) are two iopub messages
+        # the bridge would drop; the idle status it waits for is still sent.
+        publish_status = getattr(kernel, '_publish_status', None)
+        publish_input = getattr(kernel, '_publish_execute_input', None)
+        if publish_status is not None and publish_input is not None:
+            def quiet_status(status, channel, parent=None):
+                if status == 'busy' and channel == 'shell' and parent is None and spec_of_request() is not None:
+                    return None
+                return publish_status(status, channel, parent)
+
+            def quiet_input(code, parent, execution_count):
+                if ((parent or {}).get('metadata') or {}).get('warren') is None:
+                    return publish_input(code, parent, execution_count)
+                return None
+
+            kernel._publish_status = quiet_status
+            kernel._publish_execute_input = quiet_input
+
+        # The kernel's logger takes debug records its handlers (warnings and up, to a stderr
+        # nobody reads) drop; a few a request, each a LogRecord: make them not.
+        log = getattr(kernel, 'log', None)
+        levels = [h.level for h in getattr(log, 'handlers', None) or []]
+        if levels and log.level < min(levels):
+            log.setLevel(min(levels))
+
+    # IPython writes each run's input to its sqlite history in a thread woken for every run;
+    # in batches it costs a fraction (a search or %history -g writes out the batch first).
+    history = getattr(ip, 'history_manager', None)
+    if history is not None and getattr(history, 'db_cache_size', None) == 0:
+        history.db_cache_size = 16
+
+    # ipykernel asks inspect.signature whether do_execute and run_cell take a cell_id, twice a run.
+    try:
+        import ipykernel.ipkernel as ipkernel_module, ipykernel.kernelbase as kernelbase_module
+        accepts = kernelbase_module._accepts_cell_id
+        known = {}
+
+        def accepts_cell_id(meth):
+            func = getattr(meth, '__func__', meth)
+            if not inspect.isfunction(func):
+                return accepts(meth)
+            if func not in known:
+                known[func] = accepts(meth)
+            return known[func]
+
+        for module in (kernelbase_module, ipkernel_module):
+            if getattr(module, '_accepts_cell_id', None) is accepts:
+                module._accepts_cell_id = accepts_cell_id
+    except Exception:
+        pass
+
     # The first execute_result pays for building the display formatters: pay it now.
     try:
         ip.display_formatter.format(0)
@@ -241,7 +304,11 @@ class Channels:
     def __init__(self, km):
         import zmq
 
+        from jupyter_client.session import protocol_version
+
         self.session = km.session
+        self.protocol_version = protocol_version
+        self.sent = 0
         info = km.get_connection_info()
         self.context = zmq.Context()
 
@@ -264,9 +331,20 @@ class Channels:
         self.poller.register(self.iopub, zmq.POLLIN)
 
     def request(self, msg_type, content, metadata=None):
-        """Sends a shell request; returns its msg_id."""
-        msg = self.session.send(self.shell, msg_type, content, metadata=metadata)
-        return msg["header"]["msg_id"]
+        """Sends a shell request; returns its msg_id.
+
+        Session.send would also stamp the header with a date, which the kernel
+        parses with dateutil (the bulk of its cost to read a request) and never uses.
+        """
+        self.sent += 1
+        msg_id = "%s_%d" % (self.session.session, self.sent)
+        header = {"msg_id": msg_id, "msg_type": msg_type, "username": self.session.username,
+                  "session": self.session.session, "version": self.protocol_version}
+        parts = [json.dumps(header).encode(), b"{}", json.dumps(metadata or {}).encode(),
+                 json.dumps(content).encode()]
+        signature = self.session.sign(parts) if self.session.auth is not None else b""
+        self.shell.send_multipart([b"<IDS|MSG>", signature] + parts)
+        return msg_id
 
     def poll(self, timeout_s):
         """Waits up to `timeout_s` for messages; returns (shell ready, iopub ready)."""
@@ -452,7 +530,8 @@ class Bridge:
         idle_at = None
 
         metadata = {"warren": spec} if self.hooked else None
-        msg_id = self.ch.request("execute_request", execute_content(req["code"], silent=False), metadata=metadata)
+        content = execute_content(req["code"], silent=False, store_history=not req.get("warm_up"))
+        msg_id = self.ch.request("execute_request", content, metadata=metadata)
         # Done once the kernel is idle again (all iopub output is in) and the reply is in.
         while idle_at is None or reply is None:
             shell, iopub = self.ch.poll(0.25)
@@ -548,8 +627,10 @@ class Bridge:
             pass
 
 
-def execute_content(code, silent):
-    return {"code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
+def execute_content(code, silent, store_history=None):
+    if store_history is None:
+        store_history = not silent
+    return {"code": code, "silent": silent, "store_history": store_history, "user_expressions": {},
             "allow_stdin": False, "stop_on_error": False}
 
 

@@ -6,6 +6,7 @@ import { createAgent } from './app.ts';
 import { type AgentConfig, ConfigError, loadConfig } from './config.ts';
 import { ExecHelper } from './services/exec-helper.ts';
 import { ProcessManager } from './services/process-manager.ts';
+import { warmUpRunPaths } from './services/warm-up.ts';
 import { AGENT_NAME, AGENT_VERSION } from './version.ts';
 
 /** How long shutdown waits for open connections before exiting anyway. */
@@ -94,8 +95,9 @@ async function main(): Promise<void> {
     afterFirstResponse(server, WARM_UP_AFTER_MS, () => {
       // Started now, while the agent is small, so that the first command does not wait for it.
       execHelper?.start();
-      // A warm kernel makes the first python run fast; without ipykernel this only finds that out.
-      agent.deps.kernel.warmUp();
+      // A warm kernel makes the first python run fast; without ipykernel this only finds that out. Then the
+      // python, command and code paths run once, uncounted, before the kernel reports idle (the host's readiness).
+      agent.deps.kernel.warmUp((kernel) => warmUpRunPaths(agent.deps, { kernel }));
       // The template's start command (a web server, say); the server waits for its readiness check.
       agent.deps.startCommand.start();
     });

@@ -11,6 +11,16 @@ import type { AgentStats } from './stats.ts';
 /** Default `/execute` timeout, in seconds. */
 export const EXECUTE_DEFAULT_TIMEOUT_SECONDS = 120;
 
+/** Options of one {@link CodeExecutor.execute} call. */
+export interface ExecuteOptions {
+  /**
+   * The agent's own warm-up of this path: not counted in the agent's stats, and a
+   * kernel run is kept out of the kernel's history and execution count.
+   * @default false
+   */
+  warmUp?: boolean;
+}
+
 /** How one language's source file is run. */
 interface Launch {
   command: string;
@@ -104,15 +114,16 @@ export class CodeExecutor {
    * result (`success: false`), never an error.
    * @throws {ServiceError} `DIRECTORY_NOT_FOUND` for a missing workdir.
    */
-  async execute(params: ExecuteParams, signal?: AbortSignal): Promise<ExecuteResponse> {
+  async execute(params: ExecuteParams, signal?: AbortSignal, options: ExecuteOptions = {}): Promise<ExecuteResponse> {
     const ctx = await prepareRun(this.#deps, params);
     const timeoutMs = timeoutMsOf(params.timeoutSeconds, EXECUTE_DEFAULT_TIMEOUT_SECONDS);
-    const end = this.#stats?.beginExecution(params.language);
+    const warmUp = options.warmUp === true;
+    const end = warmUp ? undefined : this.#stats?.beginExecution(params.language);
     try {
       if (params.language === 'python' && this.#kernel) {
         // Only the API-managed layers: the kernel process already has the base and template env.
         const overlay = { ...this.#deps.envStore.all(), ...(params.env ?? {}) };
-        const viaKernel = await this.#kernel.execute(params.code, ctx, overlay, timeoutMs, signal);
+        const viaKernel = await this.#kernel.execute(params.code, ctx, overlay, timeoutMs, signal, { warmUp });
         if (viaKernel !== undefined) return viaKernel;
       }
       return await this.#runProcess(params, ctx, timeoutMs, signal);

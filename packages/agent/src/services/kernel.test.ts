@@ -54,7 +54,8 @@ for line in sys.stdin:
             send({'event': 'result', 'id': req['id'], 'status': 'error', 'stdout': 'before\n', 'stderr': '',
                   'error': {'ename': 'KeyboardInterrupt', 'evalue': '', 'traceback': ['KeyboardInterrupt']}})
             continue
-    count += 1
+    if not req.get('warm_up'):
+        count += 1
     res = {'event': 'result', 'id': req['id'], 'status': 'ok', 'stdout': '', 'stderr': '', 'result': None,
            'displays': [], 'error': None, 'execution_count': count}
     if code == 'env':
@@ -179,6 +180,15 @@ describe('KernelService (with a stand-in bridge)', () => {
     expect(kernel.state).toBe('idle');
   });
 
+  it('keeps a warm-up run out of the execution count and last activity', async () => {
+    const before = kernel.sessions()[0];
+    const r = await kernel.execute('warm', ctx(), {}, 10_000, undefined, { warmUp: true });
+    expect(r).toMatchObject({ success: true, stdout: 'warm\n' });
+    expect(kernel.sessions()[0]).toEqual(before);
+    const after = await kernel.execute('user', ctx(), {}, 10_000);
+    expect(after?.execution_count).toBe((before?.execution_count ?? 0) + 1);
+  });
+
   it('restarts the bridge when it dies', async () => {
     const bridge = processes.list().find((p) => p.running);
     bridge?.killGroup('SIGKILL');
@@ -217,21 +227,27 @@ describe('KernelService without ipykernel', () => {
   });
 });
 
+/** A kernel service of its own on the stand-in bridge, closed when the test ends. */
+function freshKernel(): KernelService {
+  const fresh = new KernelService({
+    config: loadConfig({
+      WARREN_SANDBOX_ID: 'sb-kernel',
+      WARREN_AGENT_TOKEN_KEY: '00',
+      WARREN_AGENT_WORKDIR: dir,
+      WARREN_TEMPLATE_ENV: JSON.stringify({ PATH: process.env.PATH ?? '' }),
+    }),
+    envStore: new EnvStore(),
+    processes,
+    bridgePath: join(dir, 'fake_bridge.py'),
+    log: () => undefined,
+  });
+  onTestFinished(() => fresh.close());
+  return fresh;
+}
+
 describe('KernelService.whenWarm', () => {
   it('resolves once the start warmUp began is ready, and only after a warm-up', async () => {
-    const warm = new KernelService({
-      config: loadConfig({
-        WARREN_SANDBOX_ID: 'sb-kernel',
-        WARREN_AGENT_TOKEN_KEY: '00',
-        WARREN_AGENT_WORKDIR: dir,
-        WARREN_TEMPLATE_ENV: JSON.stringify({ PATH: process.env.PATH ?? '' }),
-      }),
-      envStore: new EnvStore(),
-      processes,
-      bridgePath: join(dir, 'fake_bridge.py'),
-      log: () => undefined,
-    });
-    onTestFinished(() => warm.close());
+    const warm = freshKernel();
     let settled = false;
     void warm.whenWarm().then(() => {
       settled = true;
@@ -241,5 +257,21 @@ describe('KernelService.whenWarm', () => {
     warm.warmUp();
     await warm.whenWarm();
     expect(warm.state).toBe('idle');
+  });
+
+  it('reports the kernel as starting, availability unknown, until the work after the start settles', async () => {
+    const warm = freshKernel();
+    const seen: unknown[] = [];
+    warm.warmUp(async (outcome) => {
+      const r = await warm.execute('warm', ctx(), {}, 10_000, undefined, { warmUp: true });
+      seen.push(outcome, warm.state, warm.available, r?.stdout, warm.sessions()[0]?.execution_state);
+      throw new Error('a failing warm-up is only logged');
+    });
+    expect(warm.state).toBe('starting');
+    await warm.whenWarm();
+    expect(seen).toEqual(['ready', 'starting', undefined, 'warm\n', 'starting']);
+    expect(warm.state).toBe('idle');
+    expect(warm.available).toBe(true);
+    expect(warm.sessions()[0]).toMatchObject({ execution_state: 'idle', execution_count: 0 });
   });
 });

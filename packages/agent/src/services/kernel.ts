@@ -55,7 +55,19 @@ type BridgeEvent =
   | { event: 'failed'; reason: string }
   | BridgeResult;
 
-type StartOutcome = 'ready' | 'unavailable' | 'failed';
+/** How a kernel start ended: running, no ipykernel in the template, or it failed. */
+export type KernelStartOutcome = 'ready' | 'unavailable' | 'failed';
+type StartOutcome = KernelStartOutcome;
+
+/** Options of one {@link KernelService.execute} call. */
+export interface KernelRunOptions {
+  /**
+   * The agent's own warm-up of its execute path: the kernel does not store the
+   * run in its history, and the execution count and last activity stay as they were.
+   * @default false
+   */
+  warmUp?: boolean;
+}
 
 /** Options of {@link KernelService}. */
 export interface KernelServiceOptions extends RunDeps {
@@ -102,6 +114,8 @@ export class KernelService {
   #tail: Promise<void> = Promise.resolve();
   #versions: Record<string, string> = {};
   #closed = false;
+  /** While the work given to {@link warmUp} runs, the kernel reports itself as still starting. */
+  #warmingUp = false;
   #warmed: () => void = () => undefined;
   readonly #warm = new Promise<void>((resolve) => {
     this.#warmed = resolve;
@@ -111,14 +125,14 @@ export class KernelService {
     this.#options = options;
   }
 
-  /** `true` once the bridge found ipykernel, `false` when it did not, `undefined` until known. */
+  /** `true` once the bridge found ipykernel, `false` when it did not, `undefined` until known (and during warm-up). */
   get available(): boolean | undefined {
-    return this.#available;
+    return this.#warmingUp ? undefined : this.#available;
   }
 
-  /** Current state of the kernel. */
+  /** Current state of the kernel; `starting` until the warm-up is done. */
   get state(): KernelState {
-    return this.#state;
+    return this.#warmingUp ? 'starting' : this.#state;
   }
 
   /** Versions the bridge reported (ipykernel, jupyter_client, python). */
@@ -126,9 +140,21 @@ export class KernelService {
     return this.#versions;
   }
 
-  /** Starts the kernel in the background so the first run finds it warm. */
-  warmUp(): void {
-    void this.#ensureStarted().finally(() => this.#warmed());
+  /**
+   * Starts the kernel in the background so the first run finds it warm, then
+   * runs `afterStart` (whatever the start's outcome); until that settles the
+   * kernel reports `starting` and its availability as unknown, so whoever waits
+   * for an idle kernel also waits for it.
+   */
+  warmUp(afterStart?: (outcome: KernelStartOutcome) => Promise<void>): void {
+    if (afterStart !== undefined) this.#warmingUp = true;
+    void this.#ensureStarted()
+      .then((outcome) => afterStart?.(outcome))
+      .catch((err: unknown) => this.#options.log(`agent: warm-up failed: ${String(err)}`))
+      .finally(() => {
+        this.#warmingUp = false;
+        this.#warmed();
+      });
   }
 
   /** Resolves once the start {@link warmUp} began has settled, whatever its outcome; never without a warm-up. */
@@ -139,7 +165,7 @@ export class KernelService {
   /** The kernel as `/jupyter/sessions` lists it; empty when there is none. */
   sessions(): JupyterSession[] {
     if (this.#available === false || this.#state === 'stopped' || this.#state === 'unavailable') return [];
-    const state = this.#state === 'restarting' ? 'restarting' : this.#state;
+    const state = this.state;
     return [
       {
         kernel_id: this.#kernelId,
@@ -164,6 +190,7 @@ export class KernelService {
     overlay: EnvMap,
     timeoutMs: number,
     signal?: AbortSignal,
+    options: KernelRunOptions = {},
   ): Promise<ExecuteResponse | undefined> {
     const started = performance.now();
     const deadline = Date.now() + timeoutMs;
@@ -178,7 +205,13 @@ export class KernelService {
     try {
       const outcome = await this.#ensureStarted();
       if (outcome !== 'ready') return undefined;
-      return await this.#run(code, ctx, overlay, deadline, timeoutMs, started, signal);
+      return await this.#run(
+        code,
+        ctx,
+        overlay,
+        { deadline, timeoutMs, started, warmUp: options.warmUp === true },
+        signal,
+      );
     } finally {
       release();
     }
@@ -195,11 +228,10 @@ export class KernelService {
     code: string,
     ctx: RunContext,
     overlay: EnvMap,
-    deadline: number,
-    timeoutMs: number,
-    started: number,
+    run: { deadline: number; timeoutMs: number; started: number; warmUp: boolean },
     signal?: AbortSignal,
   ): Promise<ExecuteResponse> {
+    const { deadline, timeoutMs, started } = run;
     const bridge = this.#bridge;
     if (!bridge?.stdin || !bridge.running) return deadResponse(started, 'the Python kernel is not running');
     const id = this.#nextRequestId++;
@@ -214,6 +246,7 @@ export class KernelService {
         cwd: ctx.cwd,
         max_output_bytes: maxOutputBytes,
         max_rich_bytes: maxOutputBytes * 4,
+        ...(run.warmUp ? { warm_up: true } : {}),
       })}\n`,
     );
     this.#state = 'busy';
@@ -243,9 +276,11 @@ export class KernelService {
       }
     }
     this.#pending.delete(id);
-    this.#lastActivity = new Date();
     if (this.#state === 'busy') this.#state = 'idle';
-    if (typeof result.execution_count === 'number') this.#executionCount = result.execution_count;
+    if (!run.warmUp) {
+      this.#lastActivity = new Date();
+      if (typeof result.execution_count === 'number') this.#executionCount = result.execution_count;
+    }
     return toResponse(result, { started, timedOut, timeoutMs, restarted });
   }
 
