@@ -158,6 +158,17 @@ describe('POST /execute', () => {
     expect(after.stdout).toBe('gone\n');
   });
 
+  it('removes its temp source directory also when the run left files in it', async () => {
+    const r = await execute({
+      code: 'd="$(dirname "$0")"; mkdir -p "$d/sub/deeper"; touch "$d/a" "$d/sub/deeper/b"; echo "$d"',
+      language: 'bash',
+    });
+    const dir = r.stdout.trim();
+    expect(dir).toMatch(/warren-exec-/);
+    const after = await execute({ code: `test -e ${dir} && echo present || echo gone`, language: 'bash' });
+    expect(after.stdout).toBe('gone\n');
+  });
+
   it('over HTTP, reads the body from the request itself (413 past the limit) and stops a run whose client left', async () => {
     // agent.request() goes through the web Request; a served agent reads and watches Node's request and response.
     const served = await createTestAgent({ WARREN_AGENT_MAX_BODY_BYTES: '1024' });

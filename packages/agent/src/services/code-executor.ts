@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtempSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type EnvMap, type ExecuteLanguage, type ExecuteParams, type ExecuteResponse, rfc3339 } from '@warren/protocol';
@@ -47,13 +48,27 @@ export interface PreparedSource {
   cleanup(): Promise<void>;
 }
 
-/** Writes `code` to a private temp dir and works out the command that runs it. */
+/**
+ * Writes `code` to a private temp dir and works out the command that runs it.
+ * The file operations are synchronous: on the sandbox's own disk each takes
+ * microseconds, where the async ones cost about ten round trips through
+ * libuv's thread pool per run.
+ */
 export async function prepareSource(language: ExecuteLanguage, code: string, env: EnvMap): Promise<PreparedSource> {
-  const dir = await mkdtemp(join(tmpdir(), 'warren-exec-'));
-  const cleanup = () => rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  const dir = mkdtempSync(join(tmpdir(), 'warren-exec-'));
+  const file = join(dir, sourceFileName[language]);
+  const cleanup = async () => {
+    try {
+      // The usual case: only the source file. Whatever else a run left there (a go binary, files the
+      // program wrote beside itself) is removed asynchronously, so a large tree never blocks the agent.
+      unlinkSync(file);
+      rmdirSync(dir);
+    } catch {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  };
   try {
-    const file = join(dir, sourceFileName[language]);
-    await writeFile(file, code, { mode: 0o600 });
+    writeFileSync(file, code, { mode: 0o600 });
     return { dir, launch: await launchFor(language, dir, file, env), cleanup };
   } catch (err) {
     await cleanup();
