@@ -301,6 +301,7 @@ export class SandboxService {
     try {
       await this.boot(row, template, egress, { background: true });
       await this.waitForKernel(row.id);
+      await this.warmAgentRequests(row.id);
       clearTimeout(aging);
       if (aged) {
         await aged;
@@ -314,6 +315,22 @@ export class SandboxService {
       clearTimeout(aging);
     }
     if (!this.store.transition(row.id, ['creating'], 'pooled')) await this.delete(row.id);
+  }
+
+  /**
+   * Sends a pooled agent what its first client requests exercise besides the
+   * readiness polls: an authenticated request (the token check) and a JSON
+   * body read and validated (a no-op `PATCH /env`, which changes nothing), so
+   * V8 has compiled that path before a claim. The agent warms its own run
+   * paths itself. Failures are ignored: the boot's readiness checks decide.
+   */
+  private async warmAgentRequests(id: string): Promise<void> {
+    const token = this.tokens.issue(id, 300).token;
+    const socket = this.driver.agentSocket(id);
+    for (let i = 0; i < 2; i++) {
+      await agentRequest(socket, token, 'PATCH', '/env', { env_vars: {}, merge: true }).catch(() => undefined);
+      await agentRequest(socket, token, 'GET', '/env').catch(() => undefined);
+    }
   }
 
   /**
