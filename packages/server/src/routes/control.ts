@@ -4,7 +4,7 @@ import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { authenticate } from '../services/auth.ts';
 import type { SandboxService } from '../services/sandboxes.ts';
-import type { ApiKeyRow, Store } from '../store/store.ts';
+import type { ApiKeyRow, SandboxRow, Store } from '../store/store.ts';
 import { sandboxView, templateView } from './views.ts';
 
 export interface ControlDeps {
@@ -126,10 +126,8 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
     await next();
   });
 
-  const view = (id: string) => {
-    const row = store.getSandbox(id)!;
-    return sandboxView(row, store.findTemplate(row.templateId), deps.publicHost());
-  };
+  /** The wire view of a row the handler has just read (or had returned) from the store. */
+  const view = (row: SandboxRow) => sandboxView(row, store.findTemplate(row.templateId), deps.publicHost());
 
   app.post('/sandboxes', async (c) => {
     const body = parse(createBody, await jsonBody(c));
@@ -144,7 +142,7 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
     });
     return c.json(
       {
-        ...view(created.sandbox.id),
+        ...view(created.sandbox),
         auth_token: created.token,
         token_expires_at: rfc3339(created.tokenExpiresAt),
         request_id: c.get('requestId'),
@@ -178,7 +176,7 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
 
   app.get('/sandboxes/:id', (c) => {
     const row = sandboxes.get(c.get('apiKey'), c.req.param('id'));
-    return c.json({ ...view(row.id), request_id: c.get('requestId') });
+    return c.json({ ...view(row), request_id: c.get('requestId') });
   });
 
   app.delete('/sandboxes/:id', async (c) => {
@@ -191,7 +189,7 @@ export function controlRoutes(deps: ControlDeps): Hono<Env> {
   const lifecycle = (action: 'pause' | 'resume' | 'stop' | 'start') =>
     app.post(`/sandboxes/:id/${action}`, async (c) => {
       const row = await sandboxes[action](c.get('apiKey'), c.req.param('id'));
-      return c.json({ ...view(row.id), request_id: c.get('requestId') });
+      return c.json({ ...view(row), request_id: c.get('requestId') });
     });
   lifecycle('pause');
   lifecycle('resume');
