@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
+import { readBody } from '../internal/proxy-http.ts';
 import { authenticate } from '../services/auth.ts';
 import type { SandboxService } from '../services/sandboxes.ts';
 import type { ApiKeyRow, SandboxRow, Store } from '../store/store.ts';
@@ -69,7 +70,6 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   });
 }
 
-/** Reads a JSON body; an empty body is `{}`. @throws ServiceError INVALID_JSON. */
 /**
  * Reads a request's JSON body (an empty body is `{}`). Served by Node with a
  * Content-Length (already checked by the body limit), it is read straight
@@ -84,7 +84,7 @@ export async function jsonBody(c: Context): Promise<unknown> {
     incoming.headers['content-length'] !== undefined &&
     incoming.headers['transfer-encoding'] === undefined &&
     !incoming.readableDidRead
-      ? await readAll(incoming)
+      ? await readNodeBody(incoming)
       : await c.req.raw.text();
   if (text.trim() === '') return {};
   try {
@@ -94,13 +94,11 @@ export async function jsonBody(c: Context): Promise<unknown> {
   }
 }
 
-function readAll(incoming: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
-    incoming.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    incoming.once('error', reject);
-  });
+/** The body of a request whose size the gateway already checked. @throws Error when the request fails mid-body. */
+async function readNodeBody(incoming: IncomingMessage): Promise<string> {
+  const body = await readBody(incoming, Number.POSITIVE_INFINITY);
+  if (body === undefined) throw new Error('the request body could not be read');
+  return body.toString('utf8');
 }
 
 function encodeCursor(seq: number): string {
