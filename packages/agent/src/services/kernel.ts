@@ -57,7 +57,6 @@ type BridgeEvent =
 
 /** How a kernel start ended: running, no ipykernel in the template, or it failed. */
 export type KernelStartOutcome = 'ready' | 'unavailable' | 'failed';
-type StartOutcome = KernelStartOutcome;
 
 /** Options of one {@link KernelService.execute} call. */
 export interface KernelRunOptions {
@@ -103,8 +102,8 @@ export class KernelService {
   #state: KernelState = 'stopped';
   #available: boolean | undefined;
   #startFailures = 0;
-  #starting: Promise<StartOutcome> | undefined;
-  readonly #startWaiters: Array<(outcome: StartOutcome) => void> = [];
+  #starting: Promise<KernelStartOutcome> | undefined;
+  readonly #startWaiters: Array<(outcome: KernelStartOutcome) => void> = [];
   #kernelId: string = randomUUID();
   #kernelPid: number | undefined;
   #executionCount = 0;
@@ -316,7 +315,7 @@ export class KernelService {
     }
   }
 
-  #ensureStarted(): Promise<StartOutcome> {
+  #ensureStarted(): Promise<KernelStartOutcome> {
     if (this.#closed || this.#available === false) return Promise.resolve('unavailable');
     if (this.#starting) return this.#starting;
     if (this.#bridge) {
@@ -331,7 +330,7 @@ export class KernelService {
     return this.#starting;
   }
 
-  async #startBridge(): Promise<StartOutcome> {
+  async #startBridge(): Promise<KernelStartOutcome> {
     const { config, processes, log } = this.#options;
     const env = buildChildEnv({ template: config.templateEnv, global: {} });
     const python = (await findExecutable('python3', env.PATH)) ?? (await findExecutable('python', env.PATH));
@@ -383,11 +382,11 @@ export class KernelService {
     return settled;
   }
 
-  #nextStart(): Promise<StartOutcome> {
-    return new Promise<StartOutcome>((resolve) => this.#startWaiters.push(resolve));
+  #nextStart(): Promise<KernelStartOutcome> {
+    return new Promise<KernelStartOutcome>((resolve) => this.#startWaiters.push(resolve));
   }
 
-  #settleStart(outcome: StartOutcome): void {
+  #settleStart(outcome: KernelStartOutcome): void {
     for (const resolve of this.#startWaiters.splice(0)) resolve(outcome);
   }
 
