@@ -28,13 +28,13 @@ describe('crash recovery and restarts (a server of its own)', () => {
   let server: ServerHandle;
   const ctx = () => ({ dataDir, cgroupParent: net.cgroupParent, bridge: net.bridge });
 
-  const start = async () => {
-    // Sandboxes must outlive the server here: that is what these tests are about.
+  // Sandboxes outlive the server here unless a test asks otherwise: that is what these tests are about.
+  const start = async (stopSandboxesOnExit = false) => {
     server = await startServer({
       dataDir,
       ...net,
       apiKey: API_KEY,
-      env: { WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: 'false' },
+      env: { WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: String(stopSandboxesOnExit) },
     });
   };
   const cp = async <T>(method: string, path: string, body?: unknown) => {
@@ -127,12 +127,7 @@ describe('crash recovery and restarts (a server of its own)', () => {
 
   it('SIGTERM with WARREN_STOP_SANDBOXES_ON_EXIT deletes every sandbox', async () => {
     await stopServer(server, { deleteSandboxes: false });
-    server = await startServer({
-      dataDir,
-      ...net,
-      apiKey: API_KEY,
-      env: { WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: 'true' },
-    });
+    await start(true);
     const sb = (await cp<Sb>('POST', '/v1/sandboxes', { template_name: 'base' })).body;
     expect(await tracesOf(sb.id, ctx())).not.toEqual([]);
     await stopServer(server, { deleteSandboxes: false });
@@ -142,12 +137,7 @@ describe('crash recovery and restarts (a server of its own)', () => {
 
   it('SIGTERM while creates are still booting: they finish before the store closes, and nothing is left', async () => {
     await stopServer(server, { deleteSandboxes: false });
-    server = await startServer({
-      dataDir,
-      ...net,
-      apiKey: API_KEY,
-      env: { WARREN_POOL: '0', WARREN_STOP_SANDBOXES_ON_EXIT: 'true' },
-    });
+    await start(true);
     const before = server.output().length;
     // Cold creates (pool 0) boot for a few hundred ms; the signal arrives while they do.
     const creates = Array.from({ length: 3 }, () =>
