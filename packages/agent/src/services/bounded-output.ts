@@ -18,8 +18,9 @@ export class BoundedOutput {
     const room = this.#limit - this.#kept;
     if (room <= 0) return;
     const part = chunk.length <= room ? chunk : chunk.subarray(0, room);
-    // Copy slices so a large dropped tail does not stay referenced.
-    this.#chunks.push(part === chunk ? chunk : Buffer.from(part));
+    // Copy what is a view of a larger buffer (a slice of this chunk, or a chunk that is itself a view, like
+    // the exec helper's frames), so a large dropped tail or read buffer does not stay referenced.
+    this.#chunks.push(part.byteLength === part.buffer.byteLength ? part : Buffer.from(part));
     this.#kept += part.length;
   }
 

@@ -242,7 +242,9 @@ export class ExecHelper {
     if (live === undefined) return; // closed by the agent meanwhile
     const stream = payload[0] === 2 ? 2 : 1;
     if (type === 'D') {
-      if (live.open > 0) live.events.onData(stream, Buffer.from(payload.subarray(1)));
+      // A view of the read buffer: what keeps output (BoundedOutput) copies the views it keeps, so a flood
+      // is not copied once more here only to be dropped.
+      if (live.open > 0) live.events.onData(stream, payload.subarray(1));
     } else if (type === 'E') {
       if (live.open === 0) return;
       live.open--;
