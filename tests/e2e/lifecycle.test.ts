@@ -92,20 +92,25 @@ describe('sandbox lifecycle and tokens', () => {
   });
 
   it('no deleted sandbox of this run left a mount, netns, veth, cgroup, process or directory', async () => {
-    const db = new Database(`${ctx.dataDir}/warren.db`, { readonly: true, fileMustExist: true });
-    const rows = db.prepare('SELECT id, status, address_index FROM sandboxes').all() as Array<{
-      id: string;
-      status: string;
-      address_index: number;
-    }>;
-    db.close();
-    const deleted = rows.filter((r) => r.status === 'deleted' || r.status === 'error');
-    const live = rows.filter((r) => !['deleted', 'error'].includes(r.status));
+    const readRows = () => {
+      const db = new Database(`${ctx.dataDir}/warren.db`, { readonly: true, fileMustExist: true });
+      const rows = db.prepare('SELECT id, status, address_index FROM sandboxes').all() as Array<{
+        id: string;
+        status: string;
+        address_index: number;
+      }>;
+      db.close();
+      return rows;
+    };
+    const deleted = readRows().filter((r) => r.status === 'deleted' || r.status === 'error');
     expect(deleted.length).toBeGreaterThan(0);
     for (const r of deleted) expect(await tracesAfterTeardown(r.id, ctx)).toEqual([]);
-    // Every veth on the bridge belongs to a live sandbox (pool sandboxes may be booting meanwhile).
+    // Every veth on the bridge belongs to a live sandbox. The pool may boot sandboxes meanwhile (a row is
+    // written before its veth exists), so the live rows are read after the veths are listed.
+    const veths = await bridgeVeths(ctx.bridge);
+    const live = readRows().filter((r) => !['deleted', 'error'].includes(r.status));
     const liveVeths = new Set(live.map((r) => vethName(ctx.bridge, r.address_index)));
-    for (const veth of await bridgeVeths(ctx.bridge)) expect(liveVeths).toContain(veth);
+    for (const veth of veths) expect(liveVeths).toContain(veth);
     expect((await namedNetns()).filter((n) => n.includes('warren') || n.includes('sb'))).toEqual([]);
   });
 });
