@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { agent, type CreatedSandbox, cp, createSandbox, deleteSandbox, sh } from './client.ts';
 import { tracesAfterTeardown } from './leaks.ts';
@@ -16,6 +17,32 @@ function expectEnvelope(r: { status: number; body: unknown; headers: Headers }, 
   expect(r.headers.get('content-type')).toContain('application/json');
   expect(r.headers.get('x-request-id')).toBeTruthy();
   expect(JSON.stringify(body)).not.toMatch(/at .*\.ts:\d+/); // no stack traces
+}
+
+/** A control-plane POST whose body is sent in `parts` with chunked transfer encoding (no Content-Length). */
+function chunkedPost(path: string, parts: string[]): Promise<{ status: number; body: unknown; headers: Headers }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${ctx.baseURL}${path}`,
+      { method: 'POST', headers: { 'x-api-key': ctx.apiKey, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () => {
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown, headers });
+        });
+      },
+    );
+    // The server may answer 413 and close before the last part is written.
+    req.on('error', reject);
+    for (const part of parts) req.write(part);
+    req.end();
+  });
 }
 
 async function serverIsUp(): Promise<void> {
@@ -62,6 +89,20 @@ describe('control plane rejects bad input with the documented envelope', () => {
   it('oversized body → 413', async () => {
     const big = JSON.stringify({ template_name: 'base', env_vars: { X: 'x'.repeat(2 * 1024 * 1024) } });
     expectEnvelope(await cp('POST', '/v1/sandboxes', undefined, { raw: big }), 413, 'PAYLOAD_TOO_LARGE');
+    await serverIsUp();
+  });
+
+  it('chunked bodies (no Content-Length) are read, and counted against the limit as they arrive', async () => {
+    // Read whole: the template name inside it is looked up.
+    const small = await chunkedPost('/v1/sandboxes', ['{"template_name":', ' "no-such-template"}']);
+    expectEnvelope(small, 404, 'TEMPLATE_NOT_FOUND');
+    const part = 'x'.repeat(256 * 1024);
+    const big = await chunkedPost('/v1/sandboxes', [
+      '{"template_name": "base", "env_vars": {"X": "',
+      ...Array(9).fill(part),
+      '"}}',
+    ]);
+    expectEnvelope(big, 413, 'PAYLOAD_TOO_LARGE');
     await serverIsUp();
   });
 
