@@ -195,17 +195,24 @@ export class ContainerDriver implements Driver {
       try {
         const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
         phases.mark('crun-create');
-        await this.options.network.attach(
-          pid,
-          this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
-          spec.internetAccess,
-        );
+        // The agent starts while the network is set up: nothing in the sandbox needs the network before the
+        // agent's first answer (the readiness poll below, made once both are done), which is what starts the
+        // kernel and the template's start command. Both are settled before anything else happens, so a
+        // failed boot is torn down only once the network set-up has finished adding what it adds.
+        const [network, start] = await Promise.allSettled([
+          this.options.network.attach(
+            pid,
+            this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
+            spec.internetAccess,
+          ),
+          run(this.crun('start', spec.sandboxId)),
+        ]);
+        if (network.status === 'rejected') throw network.reason;
+        if (start.status === 'rejected') throw start.reason;
       } finally {
         await unmounted;
       }
-      phases.mark('network');
-      await run(this.crun('start', spec.sandboxId));
-      phases.mark('crun-start');
+      phases.mark('network+crun-start');
       await waitForAgent(this.agentSocket(spec.sandboxId), this.options.bootTimeoutMs);
       phases.mark('agent-ready');
     } catch (err) {
