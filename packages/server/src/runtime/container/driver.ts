@@ -1,7 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { type FSWatcher, readFileSync, watch, writeFileSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { run, runLogged } from '../../internal/exec.ts';
 import { SANDBOX_ID_SHIFT } from '../../templates/builder.ts';
 import type { BootSpec, Driver } from '../driver.ts';
@@ -85,23 +85,59 @@ function bootPhases(sandboxId: string): { mark: (phase: string) => void } {
   };
 }
 
-/** Polls the agent's /health over its unix socket until it answers 200. */
+/** Longest wait between two readiness polls: a fallback, the socket's appearance wakes the poll at once. */
+const AGENT_POLL_MAX_MS = 20;
+
+/**
+ * Polls the agent's /health over its unix socket until it answers 200. The
+ * next poll is made as soon as anything changes in the socket's directory
+ * (the agent creating its socket), or after at most {@link AGENT_POLL_MAX_MS}:
+ * a fixed poll interval either adds half an interval to every boot or costs a
+ * failed connect every millisecond or two.
+ */
 async function waitForAgent(socketPath: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError = 'no answer';
-  while (Date.now() < deadline) {
-    const status = await new Promise<number | string>((resolve) => {
-      const req = request({ socketPath, path: '/health', method: 'GET', timeout: 1000 }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on('error', (e) => resolve(e.message));
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.end();
+  let wake: (() => void) | undefined;
+  let changed = false;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(dirname(socketPath), () => {
+      changed = true;
+      wake?.();
     });
-    if (status === 200) return;
-    lastError = String(status);
-    await new Promise((r) => setTimeout(r, 5));
+    watcher.on('error', () => undefined);
+  } catch {
+    // no watch: the fallback interval alone
+  }
+  try {
+    while (Date.now() < deadline) {
+      changed = false;
+      const status = await new Promise<number | string>((resolve) => {
+        const req = request({ socketPath, path: '/health', method: 'GET', timeout: 1000 }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', (e) => resolve(e.message));
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.end();
+      });
+      if (status === 200) return;
+      lastError = String(status);
+      // A change during the poll above is not waited for again.
+      if (!changed) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, AGENT_POLL_MAX_MS);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    }
+  } finally {
+    watcher?.close();
   }
   throw new Error(`agent did not become ready within ${timeoutMs} ms (${lastError})`);
 }
