@@ -1,5 +1,5 @@
-import { type FSWatcher, readFileSync, watch, writeFileSync } from 'node:fs';
-import { chown, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chownSync, type FSWatcher, mkdirSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { run, runLogged } from '../../internal/exec.ts';
@@ -46,12 +46,16 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function hostOpenFileLimit(): Promise<number> {
-  return readFile('/proc/self/limits', 'utf8').then((text) => {
-    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(text);
+let openFileLimit: number | undefined;
+
+/** The server's hard open-file limit (capped at 65,536), read once: it does not change while the server runs. */
+function hostOpenFileLimit(): number {
+  if (openFileLimit === undefined) {
+    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
     const hard = m?.[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m?.[1] ?? 1024);
-    return Math.min(hard, 65_536);
-  });
+    openFileLimit = Math.min(hard, 65_536);
+  }
+  return openFileLimit;
 }
 
 /** Whether `path` is a mount point in the server's mount namespace (mountinfo field 5, octal escapes decoded). */
@@ -181,9 +185,11 @@ export class ContainerDriver implements Driver {
     const runDir = join(dir, 'run');
     const phases = bootPhases(spec.sandboxId);
     try {
-      for (const d of [upper, join(dir, 'work'), rootfs, runDir]) await mkdir(d, { recursive: true });
-      await chown(upper, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
-      await chown(runDir, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
+      // Synchronous: a few in-kernel operations on the server's own disk take microseconds, while each trip
+      // through libuv's four fs threads waits behind every other sandbox's file work on a busy host.
+      for (const d of [upper, join(dir, 'work'), rootfs, runDir]) mkdirSync(d, { recursive: true });
+      chownSync(upper, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
+      chownSync(runDir, SANDBOX_ID_SHIFT, SANDBOX_ID_SHIFT);
       const config = buildSandboxSpec({
         sandboxId: spec.sandboxId,
         hostname: spec.sandboxId,
@@ -200,9 +206,9 @@ export class ContainerDriver implements Driver {
         background: spec.background ?? false,
         pidsLimit: spec.resources.pidsLimit,
         cgroupsPath: `${this.options.cgroupParent}/${spec.sandboxId}`,
-        maxOpenFiles: await hostOpenFileLimit(),
+        maxOpenFiles: hostOpenFileLimit(),
       });
-      await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
       phases.mark('config');
       await run([
         'mount',
@@ -229,7 +235,7 @@ export class ContainerDriver implements Driver {
       }
       const unmounted = unmountRoot();
       try {
-        const pid = Number((await readFile(join(dir, 'pid'), 'utf8')).trim());
+        const pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim());
         phases.mark('crun-create');
         // The agent starts while the network is set up: nothing in the sandbox needs the network before the
         // agent's first answer (the readiness poll below, made once both are done), which is what starts the
