@@ -207,7 +207,7 @@ function runDirect(argv: readonly string[], input: string | undefined, timeoutMs
 /**
  * Runs a command whose output goes to a log file, and resolves when it exits
  * (not when its output closes: processes it leaves behind, like a container's
- * init held by `crun create`, keep the file open).
+ * init left running by `crun run --detach`, keep the file open).
  * @throws CommandError when it exits non-zero, with the log's tail as stderr.
  */
 export async function runLogged(

@@ -220,13 +220,16 @@ export class ContainerDriver implements Driver {
         rootfs,
       ]);
       phases.mark('mount');
-      // The container's mount namespace holds the root once `crun create` is done: the host mount goes then,
+      // The container's mount namespace holds the root once crun has made it: the host mount goes then,
       // alongside the network set-up (independent of it), so the host mount table never grows with sandboxes.
       const unmountRoot = () => run(['umount', '-l', rootfs], { allowFailure: true });
       try {
+        // Created and started by one crun process: the agent starts while the network is set up (below).
+        // Nothing in the sandbox needs the network before the agent's first answer, which starts the kernel
+        // and the template's start command, and the readiness poll that brings it waits for the network.
         // The container's own stdout/stderr (warren-init and the agent) go to agent.log.
         await runLogged(
-          this.crun('create', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId),
+          this.crun('run', '--detach', '--bundle', dir, '--pid-file', join(dir, 'pid'), spec.sandboxId),
           join(dir, 'agent.log'),
         );
       } catch (err) {
@@ -236,25 +239,16 @@ export class ContainerDriver implements Driver {
       const unmounted = unmountRoot();
       try {
         const pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim());
-        phases.mark('crun-create');
-        // The agent starts while the network is set up: nothing in the sandbox needs the network before the
-        // agent's first answer (the readiness poll below, made once both are done), which is what starts the
-        // kernel and the template's start command. Both are settled before anything else happens, so a
-        // failed boot is torn down only once the network set-up has finished adding what it adds.
-        const [network, start] = await Promise.allSettled([
-          this.options.network.attach(
-            pid,
-            this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
-            spec.internetAccess,
-          ),
-          run(this.crun('start', spec.sandboxId)),
-        ]);
-        if (network.status === 'rejected') throw network.reason;
-        if (start.status === 'rejected') throw start.reason;
+        phases.mark('crun-run');
+        await this.options.network.attach(
+          pid,
+          this.options.network.address(spec.addressIndex, this.veth(spec.addressIndex)),
+          spec.internetAccess,
+        );
       } finally {
         await unmounted;
       }
-      phases.mark('network+crun-start');
+      phases.mark('network');
       await waitForAgent(this.agentSocket(spec.sandboxId), this.options.bootTimeoutMs);
       phases.mark('agent-ready');
     } catch (err) {
