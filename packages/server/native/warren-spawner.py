@@ -16,8 +16,14 @@ comes when the command exits (processes it leaves holding the file do not
 delay it); otherwise the answer comes when its output closes. A command past
 its "timeout_ms" gets SIGTERM. Each request runs on its own thread. The
 process exits when stdin closes, leaving running commands alone.
+
+Two commands of every sandbox boot are done in-process with the system call
+they would make, answered like the commands (exit 32 and mount's message on
+failure): `mount -t overlay overlay -o OPTIONS TARGET` and `umount -l TARGET`.
+Starting /bin/mount or /bin/umount costs milliseconds; the call, microseconds.
 """
 
+import ctypes
 import errno
 import json
 import os
@@ -49,9 +55,34 @@ def exit_fields(returncode):
     return {"code": returncode, "signal": None}
 
 
+libc = ctypes.CDLL(None, use_errno=True)
+MNT_DETACH = 2
+MOUNT_FAILURE = 32
+
+
+def in_process(argv):
+    """The answer fields of a mount or lazy umount done by system call, or None for any other command."""
+    if len(argv) == 7 and argv[:4] == ["mount", "-t", "overlay", "overlay"] and argv[4] == "-o":
+        target = argv[6]
+        rc = libc.mount(b"overlay", os.fsencode(target), b"overlay", 0, os.fsencode(argv[5]))
+    elif len(argv) == 3 and argv[:2] == ["umount", "-l"]:
+        target = argv[2]
+        rc = libc.umount2(os.fsencode(target), MNT_DETACH)
+    else:
+        return None
+    if rc == 0:
+        return {"code": 0, "signal": None, "stdout": "", "stderr": ""}
+    reason = os.strerror(ctypes.get_errno())
+    return {"code": MOUNT_FAILURE, "signal": None, "stdout": "", "stderr": f"{argv[0]}: {target}: {reason}.\n"}
+
+
 def run(request):
     rid = request["id"]
     argv = request["argv"]
+    done = in_process(argv)
+    if done is not None:
+        answer({"id": rid, **done})
+        return
     timeout = request.get("timeout_ms", 60000) / 1000
     log_path = request.get("log_path")
     try:

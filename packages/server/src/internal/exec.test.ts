@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,47 @@ describe('run', () => {
 
   it('rejects an empty argv', async () => {
     await expect(run([])).rejects.toThrow('empty argv');
+  });
+});
+
+describe('run: overlay mount and lazy unmount (made by system call in the spawner)', () => {
+  let dir = '';
+  afterAll(async () => {
+    if (dir !== '') {
+      await run(['umount', '-l', join(dir, 'root')], { allowFailure: true });
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('mounts an overlay, unmounts it, and fails like mount(8) when there is nothing to do', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warren-exec-mount-'));
+    const [lower, upper, work, root] = ['lower', 'upper', 'work', 'root'].map((d) => join(dir, d)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    for (const d of [lower, upper, work, root]) await mkdir(d);
+    await writeFile(join(lower, 'from-lower'), 'below');
+    const options = `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
+    expect((await run(['mount', '-t', 'overlay', 'overlay', '-o', options, root])).code).toBe(0);
+    expect(await readFile(join(root, 'from-lower'), 'utf8')).toBe('below');
+    await writeFile(join(root, 'from-above'), 'above');
+    expect(await readFile(join(upper, 'from-above'), 'utf8')).toBe('above');
+    const mounted = await readFile('/proc/self/mountinfo', 'utf8');
+    expect(mounted.split('\n').some((l) => l.split(' ')[4] === root)).toBe(true);
+
+    expect((await run(['umount', '-l', root])).code).toBe(0);
+    expect(await readdir(root)).toEqual([]);
+    const again = await run(['umount', '-l', root], { allowFailure: true });
+    expect(again.code).toBe(32);
+    expect(again.stderr).toContain(root);
+
+    const bad = await run(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${join(dir, 'missing')}`, root]).catch(
+      (e: unknown) => e,
+    );
+    expect(bad).toBeInstanceOf(CommandError);
+    expect((bad as CommandError).result.code).toBe(32);
   });
 });
 
