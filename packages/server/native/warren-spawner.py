@@ -17,10 +17,14 @@ delay it); otherwise the answer comes when its output closes. A command past
 its "timeout_ms" gets SIGTERM. Each request runs on its own thread. The
 process exits when stdin closes, leaving running commands alone.
 
-Two commands of every sandbox boot are done in-process with the system call
-they would make, answered like the commands (exit 32 and mount's message on
-failure): `mount -t overlay overlay -o OPTIONS TARGET` and `umount -l TARGET`.
-Starting /bin/mount or /bin/umount costs milliseconds; the call, microseconds.
+A few commands of every sandbox boot and teardown are done in-process,
+answered like the commands: `mount -t overlay overlay -o OPTIONS TARGET` and
+`umount -l TARGET` by the system call they would make (exit 32 and mount's
+message on failure), and `nft` without options (`nft add element …`) through
+libnftables, the library the nft program is a front end to (the arguments
+joined by spaces, as nft joins them; exit 1 and nft's message on failure).
+Starting /bin/mount costs 2 ms here and /usr/sbin/nft 3.5 ms; the calls,
+0.1 and 0.6 ms.
 """
 
 import ctypes
@@ -76,10 +80,50 @@ def in_process(argv):
     return {"code": MOUNT_FAILURE, "signal": None, "stdout": "", "stderr": f"{argv[0]}: {target}: {reason}.\n"}
 
 
+def load_libnftables():
+    try:
+        lib = ctypes.CDLL("libnftables.so.1")
+    except OSError:
+        return None
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    lib.nft_ctx_new.argtypes, lib.nft_ctx_new.restype = [ctypes.c_uint32], vp
+    lib.nft_ctx_free.argtypes, lib.nft_ctx_free.restype = [vp], None
+    lib.nft_ctx_buffer_output.argtypes = lib.nft_ctx_buffer_error.argtypes = [vp]
+    lib.nft_run_cmd_from_buffer.argtypes, lib.nft_run_cmd_from_buffer.restype = [vp, cp], ctypes.c_int
+    lib.nft_ctx_get_output_buffer.argtypes, lib.nft_ctx_get_output_buffer.restype = [vp], cp
+    lib.nft_ctx_get_error_buffer.argtypes, lib.nft_ctx_get_error_buffer.restype = [vp], cp
+    return lib
+
+
+libnftables = load_libnftables()
+# One nft command at a time: the library keeps global state (its parser's) besides the context.
+nft_lock = threading.Lock()
+
+
+def nft_in_process(argv):
+    """The answer fields of an option-less nft command run through libnftables, or None."""
+    if libnftables is None or len(argv) < 2 or argv[0] != "nft" or any(a.startswith("-") for a in argv[1:]):
+        return None
+    lib = libnftables
+    with nft_lock:
+        ctx = lib.nft_ctx_new(0)
+        if not ctx:
+            return None
+        try:
+            lib.nft_ctx_buffer_output(ctx)
+            lib.nft_ctx_buffer_error(ctx)
+            rc = lib.nft_run_cmd_from_buffer(ctx, " ".join(argv[1:]).encode("utf-8"))
+            out = lib.nft_ctx_get_output_buffer(ctx) or b""
+            err = lib.nft_ctx_get_error_buffer(ctx) or b""
+        finally:
+            lib.nft_ctx_free(ctx)
+    return {"code": 0 if rc == 0 else 1, "signal": None, "stdout": decode(out), "stderr": decode(err)}
+
+
 def run(request):
     rid = request["id"]
     argv = request["argv"]
-    done = in_process(argv)
+    done = in_process(argv) or nft_in_process(argv)
     if done is not None:
         answer({"id": rid, **done})
         return

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CommandError, run, runLogged } from './exec.ts';
 
@@ -93,6 +95,68 @@ describe('run: overlay mount and lazy unmount (made by system call in the spawne
     );
     expect(bad).toBeInstanceOf(CommandError);
     expect((bad as CommandError).result.code).toBe(32);
+  });
+});
+
+describe('run: nft commands without options (run through libnftables in the spawner)', () => {
+  const table = `warren_exectest_${process.pid}`;
+  afterAll(async () => {
+    await run(['nft', 'delete', 'table', 'inet', table], { allowFailure: true });
+  });
+
+  it('adds, lists and deletes like the nft program, and fails like it', async () => {
+    await run(['nft', 'add', 'table', 'inet', table]);
+    await run(['nft', 'add', 'set', 'inet', table, 'egress', '{ type ipv4_addr; }']);
+    await run(['nft', 'add', 'element', 'inet', table, 'egress', '{ 10.99.0.7 }']);
+    const listed = await run(['nft', 'list', 'set', 'inet', table, 'egress']);
+    expect(listed.stdout).toContain('10.99.0.7');
+    // The same set read by the nft program itself (an option sends it to /usr/sbin/nft).
+    const json = JSON.parse((await run(['nft', '-j', 'list', 'set', 'inet', table, 'egress'])).stdout) as {
+      nftables: Array<{ set?: { elem?: string[] } }>;
+    };
+    expect(json.nftables.find((o) => o.set)?.set?.elem).toEqual(['10.99.0.7']);
+    await run(['nft', 'delete', 'element', 'inet', table, 'egress', '{ 10.99.0.7 }']);
+    const missing = await run(['nft', 'delete', 'element', 'inet', table, 'egress', '{ 10.99.0.7 }'], {
+      allowFailure: true,
+    });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('Error');
+    const bad = await run(['nft', 'add', 'element', 'inet', table, 'no-such-set', '{ 10.99.0.8 }']).catch(
+      (e: unknown) => e,
+    );
+    expect(bad).toBeInstanceOf(CommandError);
+  });
+});
+
+describe('warren-spawner.py', () => {
+  it('answers mount, umount -l and option-less nft in-process, and runs anything else as a program', async () => {
+    // No PATH: every command that needs a program fails to start, so an answer shows it was done in-process.
+    const source = fileURLToPath(new URL('../../native/warren-spawner.py', import.meta.url));
+    const child = spawn('/usr/bin/python3', ['-I', '-S', source], { env: { PATH: '/nonexistent' } });
+    const requests = [
+      { id: 1, argv: ['nft', 'list', 'tables'] },
+      { id: 2, argv: ['umount', '-l', '/nonexistent/warren-not-mounted'] },
+      { id: 3, argv: ['nft', '-j', 'list', 'tables'] },
+      { id: 4, argv: ['umount', '/nonexistent/warren-not-mounted'] },
+    ];
+    // Its stdin stays open until every answer is in: the spawner exits when its stdin closes.
+    child.stdin.write(requests.map((r) => `${JSON.stringify({ ...r, timeout_ms: 10_000 })}\n`).join(''));
+    const answers = new Map<number, { id: number; code?: number; error?: string; stderr?: string }>();
+    let buffered = '';
+    for await (const chunk of child.stdout) {
+      buffered += String(chunk);
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const a = JSON.parse(buffered.slice(0, nl)) as { id: number; code?: number; error?: string; stderr?: string };
+        answers.set(a.id, a);
+        buffered = buffered.slice(nl + 1);
+      }
+      if (answers.size === requests.length) child.stdin.end();
+    }
+    expect(answers.get(1)).toMatchObject({ code: 0 });
+    expect(answers.get(2)).toMatchObject({ code: 32 });
+    expect(answers.get(2)?.stderr).toContain('/nonexistent/warren-not-mounted');
+    expect(answers.get(3)).toMatchObject({ error: 'ENOENT' });
+    expect(answers.get(4)).toMatchObject({ error: 'ENOENT' });
   });
 });
 
