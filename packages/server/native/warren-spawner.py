@@ -129,6 +129,7 @@ def run(request):
         return
     timeout = request.get("timeout_ms", 60000) / 1000
     log_path = request.get("log_path")
+    deadline = None
     try:
         if log_path is not None:
             fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -136,11 +137,8 @@ def run(request):
                 child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, close_fds=True)
             finally:
                 os.close(fd)
-            try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.terminate()
-                child.wait()
+            deadline = kill_after(child, timeout)
+            child.wait()
             answer({"id": rid, **exit_fields(child.returncode), "stdout": "", "stderr": ""})
             return
         data = request.get("input")
@@ -151,11 +149,9 @@ def run(request):
             stderr=subprocess.PIPE,
             close_fds=True,
         )
+        deadline = kill_after(child, timeout)
         try:
-            out, err = child.communicate(None if data is None else data.encode("utf-8"), timeout)
-        except subprocess.TimeoutExpired:
-            child.terminate()
-            out, err = child.communicate()
+            out, err = child.communicate(None if data is None else data.encode("utf-8"))
         except BrokenPipeError:
             out, err = child.communicate()
         answer({"id": rid, **exit_fields(child.returncode), "stdout": decode(out), "stderr": decode(err)})
@@ -164,6 +160,28 @@ def run(request):
         answer({"id": rid, "error": code, "message": f"{argv[0]}: {e.strerror or e}"})
     except Exception as e:  # noqa: BLE001 - every request gets an answer
         answer({"id": rid, "error": "EIO", "message": f"{argv[0]}: {e}"})
+    finally:
+        if deadline is not None:
+            deadline.cancel()
+
+
+def kill_after(child, timeout):
+    """SIGTERM to the child once `timeout` seconds have passed, unless cancelled first.
+
+    The waits above block in waitpid and wake the moment the child exits: a wait with a timeout
+    in Python polls with sleeps that double from 0.5 ms, which answered a 10 ms command after 16.
+    """
+
+    def expire():
+        try:
+            child.terminate()  # a no-op once the child was reaped
+        except OSError:
+            pass
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def main():

@@ -187,4 +187,12 @@ describe('runLogged', () => {
     expect(err.result.code).toBe(4);
     expect(err.result.stderr).toBe('broken\n');
   });
+
+  it('stops a command past its timeout', async () => {
+    const err = (await runLogged(['sleep', '30'], join(dir, 'slow.log'), { timeoutMs: 200 }).catch(
+      (e: unknown) => e,
+    )) as CommandError;
+    expect(err).toBeInstanceOf(CommandError);
+    expect(err.result.code).toBe(128);
+  });
 });
