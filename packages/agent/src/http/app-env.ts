@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 
 /** Hono environment of the agent app: per-request variables set by middleware. */
@@ -10,3 +11,34 @@ export interface AppEnv {
 
 /** Request context of the agent app. */
 export type AppContext = Context<AppEnv>;
+
+/** Node's request behind a context on `@hono/node-server`; undefined in-process (`app.request()`). */
+export function nodeRequest(c: AppContext): IncomingMessage | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+}
+
+/** Node's response behind a context on `@hono/node-server`; undefined in-process (`app.request()`). */
+export function nodeResponse(c: AppContext): ServerResponse | undefined {
+  return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+}
+
+/**
+ * A request header as `c.req.header(name)` answers it (every value of the
+ * name, joined with `, `), read from Node's raw headers when there are some:
+ * `c.req.header` builds a web `Headers` of the whole request first, which
+ * costs more than the rest of a small request's routing.
+ *
+ * @param name the header name in lower case.
+ */
+export function requestHeader(c: AppContext, name: string): string | undefined {
+  const incoming = nodeRequest(c);
+  if (incoming === undefined) return c.req.header(name);
+  const raw = incoming.rawHeaders;
+  let value: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i]!;
+    if (key.length !== name.length || key.toLowerCase() !== name) continue;
+    value = value === undefined ? raw[i + 1]! : `${value}, ${raw[i + 1]!}`;
+  }
+  return value;
+}

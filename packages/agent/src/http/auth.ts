@@ -1,6 +1,6 @@
 import { ErrorCode, ServiceError, TokenVerifier } from '@warren/protocol';
 import type { MiddlewareHandler } from 'hono';
-import type { AppEnv } from './app-env.ts';
+import { type AppEnv, requestHeader } from './app-env.ts';
 
 /** The key and sandbox a token must match. */
 export interface TokenOptions {
@@ -41,7 +41,7 @@ export function checkBearer(header: string | undefined, options: TokenOptions): 
  */
 export function requireToken(options: TokenOptions): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const error = checkBearer(c.req.header('authorization'), options);
+    const error = checkBearer(requestHeader(c, 'authorization'), options);
     if (error) throw error;
     await next();
   };

@@ -1,7 +1,6 @@
-import type { IncomingMessage } from 'node:http';
 import { ErrorCode, ServiceError } from '@warren/protocol';
 import type { z } from 'zod';
-import type { AppContext } from './app-env.ts';
+import { type AppContext, nodeRequest, requestHeader } from './app-env.ts';
 import { chunksOf } from './node-chunks.ts';
 
 function tooLarge(maxBytes: number): ServiceError {
@@ -12,7 +11,7 @@ function tooLarge(maxBytes: number): ServiceError {
 
 /** Rejects early when a declared `Content-Length` is over the limit. */
 function checkDeclaredLength(c: AppContext, maxBytes: number): void {
-  const declared = Number(c.req.header('content-length'));
+  const declared = Number(requestHeader(c, 'content-length'));
   if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes);
 }
 
@@ -41,7 +40,7 @@ export async function readBodyBytes(c: AppContext, maxBytes: number): Promise<Bu
  */
 export async function* cappedBody(c: AppContext, maxBytes: number): AsyncGenerator<Uint8Array> {
   checkDeclaredLength(c, maxBytes);
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  const incoming = nodeRequest(c);
   const source: AsyncIterable<Uint8Array> | null =
     incoming && !incoming.readableDidRead ? chunksOf(incoming) : c.req.raw.body;
   if (!source) return;

@@ -1,9 +1,8 @@
-import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { backgroundExecuteRequestSchema, executeRequestSchema, ipythonRequestSchema } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
-import type { AppContext, AppEnv } from '../http/app-env.ts';
+import { type AppContext, type AppEnv, nodeResponse } from '../http/app-env.ts';
 import { readJson } from '../http/body.ts';
 
 /**
@@ -13,7 +12,7 @@ import { readJson } from '../http/body.ts';
  * several on the first.
  */
 function clientGone(c: AppContext): AbortSignal {
-  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  const outgoing = nodeResponse(c);
   if (outgoing === undefined) return c.req.raw.signal;
   const controller = new AbortController();
   const check = () => {

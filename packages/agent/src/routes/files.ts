@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
-import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,7 +14,7 @@ import {
 } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
-import type { AppContext, AppEnv } from '../http/app-env.ts';
+import { type AppEnv, nodeResponse, requestHeader } from '../http/app-env.ts';
 import { cappedBody, parseWith, readJson, readQuery } from '../http/body.ts';
 import { multipartBoundary, type PartSink, readMultipart } from '../http/multipart.ts';
 import { sendFile } from '../http/send-file.ts';
@@ -131,10 +130,6 @@ function webStream(file: FileDownload): ReadableStream<Uint8Array> {
 }
 
 /** Node's response when the agent runs on `@hono/node-server` (absent for in-process `app.request()`). */
-function nodeResponse(c: AppContext): ServerResponse | undefined {
-  return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-}
-
 /** Tells `@hono/node-server` the route wrote the response itself. */
 function alreadySent(): Response {
   return new Response(null, { headers: { 'x-hono-already-sent': 'true' } });
@@ -195,7 +190,7 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
   });
 
   app.post('/files/upload', async (c) => {
-    const contentType = c.req.header('content-type') ?? '';
+    const contentType = requestHeader(c, 'content-type') ?? '';
     if (!/^multipart\/form-data\b/i.test(contentType)) {
       throw new ServiceError(ErrorCode.INVALID_REQUEST, 'Invalid request: expected a multipart/form-data body');
     }
