@@ -17,10 +17,16 @@ export async function findExecutable(name: string, searchPath: string | undefine
   return undefined;
 }
 
+/**
+ * A regular file this process may execute. `stat` comes first and reports a
+ * missing file without throwing: most `PATH` directories do not hold the
+ * name, and an exception per miss costs more than the lookup itself.
+ */
 function isExecutableFile(path: string): boolean {
   try {
+    if (statSync(path, { throwIfNoEntry: false })?.isFile() !== true) return false;
     accessSync(path, constants.X_OK);
-    return statSync(path).isFile();
+    return true;
   } catch {
     return false;
   }
