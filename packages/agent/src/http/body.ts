@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { ErrorCode, ServiceError } from '@warren/protocol';
 import type { z } from 'zod';
 import { type AppContext, nodeRequest, requestHeader } from './app-env.ts';
@@ -22,9 +23,13 @@ function checkDeclaredLength(c: AppContext, maxBytes: number): void {
  * @throws {ServiceError} `PAYLOAD_TOO_LARGE` past the limit.
  */
 export async function readBodyBytes(c: AppContext, maxBytes: number): Promise<Buffer> {
+  return concatChunks(cappedBody(c, maxBytes));
+}
+
+async function concatChunks(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of cappedBody(c, maxBytes)) {
+  for await (const chunk of source) {
     chunks.push(chunk);
     size += chunk.byteLength;
   }
@@ -43,7 +48,10 @@ export async function* cappedBody(c: AppContext, maxBytes: number): AsyncGenerat
   const incoming = nodeRequest(c);
   const source: AsyncIterable<Uint8Array> | null =
     incoming && !incoming.readableDidRead ? chunksOf(incoming) : c.req.raw.body;
-  if (!source) return;
+  if (source) yield* capped(source, maxBytes);
+}
+
+async function* capped(source: AsyncIterable<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
   let size = 0;
   for await (const chunk of source) {
     size += chunk.byteLength;
@@ -83,7 +91,21 @@ export function parseWith<S extends z.ZodType>(schema: S, data: unknown): z.outp
  * @throws {ServiceError} `INVALID_JSON`, `INVALID_REQUEST` or `PAYLOAD_TOO_LARGE`.
  */
 export async function readJson<S extends z.ZodType>(c: AppContext, schema: S, maxBytes: number): Promise<z.output<S>> {
-  const text = (await readBodyBytes(c, maxBytes)).toString('utf8').replace(/^\uFEFF/, '');
+  return parseJsonBody(await readBodyBytes(c, maxBytes), schema);
+}
+
+/**
+ * Runs what {@link readJson} does with a request read from Node (its chunks, the cap, JSON, the schema) once
+ * over `body` in memory, so that the first request with a body does not pay for compiling that path.
+ * @throws {ServiceError} like {@link readJson} when `body` does not fit `schema`.
+ */
+export async function warmUpJsonBody<S extends z.ZodType>(schema: S, body: unknown, maxBytes: number): Promise<void> {
+  const stream = Readable.from([Buffer.from(JSON.stringify(body))]);
+  parseJsonBody(await concatChunks(capped(chunksOf(stream), maxBytes)), schema);
+}
+
+function parseJsonBody<S extends z.ZodType>(bytes: Buffer, schema: S): z.output<S> {
+  const text = bytes.toString('utf8').replace(/^\uFEFF/, '');
   let data: unknown = {};
   if (text.trim() !== '') {
     try {

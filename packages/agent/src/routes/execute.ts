@@ -1,9 +1,8 @@
-import { Readable } from 'node:stream';
 import { backgroundExecuteRequestSchema, executeRequestSchema, ipythonRequestSchema } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
 import { type AppContext, type AppEnv, nodeResponse } from '../http/app-env.ts';
-import { readJson } from '../http/body.ts';
+import { readJson, warmUpJsonBody } from '../http/body.ts';
 
 /**
  * Aborts when the client goes away before its answer is sent. On Node's
@@ -33,12 +32,11 @@ const WARM_UP_REQUEST = { code: 'print(1)', language: 'python', timeout: 120, wo
  */
 export function executeRoutes(deps: AgentDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  // zod compiles a schema on its first parse, and Node loads its stream async-iterator code on the first body read
-  // (milliseconds each): pay that after boot's kernel warm-up, not in the first run.
+  // zod compiles a schema on its first parse, and the first body read compiles the agent's body path
+  // (milliseconds together): pay that after boot's kernel warm-up, not in the first run.
   void deps.kernel.whenWarm().then(async () => {
-    executeRequestSchema.safeParse(WARM_UP_REQUEST);
+    await warmUpJsonBody(executeRequestSchema, WARM_UP_REQUEST, deps.config.maxBodyBytes).catch(() => undefined);
     ipythonRequestSchema.safeParse(WARM_UP_REQUEST);
-    for await (const _ of Readable.from([Buffer.alloc(1)]));
   });
   // A client that disconnects (e.g. the SDK's `signal`) stops its run: the kernel is interrupted, a process killed.
   app.post('/execute', async (c) => {
