@@ -30,9 +30,14 @@ export interface Report {
   failures: Array<{ section: number; name: string; error: string }>;
 }
 
-/** `stats.p50 / floor.p50` (NaN without a floor). */
+/**
+ * `stats.p50 / floor.p50`: NaN without a floor, and when the floor's p50 is
+ * not above zero (a floor below the measurement's noise, e.g. an idle bare
+ * container's share of `MemAvailable`, can come out negative), where a ratio
+ * means nothing.
+ */
 export function ratio(row: Row): number {
-  return row.floor ? row.stats.p50 / row.floor.stats.p50 : Number.NaN;
+  return row.floor && row.floor.stats.p50 > 0 ? row.stats.p50 / row.floor.stats.p50 : Number.NaN;
 }
 
 function num(x: number): string {
@@ -69,7 +74,7 @@ export function markdown(report: Report): string {
         num(s.max),
         row.floor?.name ?? '—',
         row.floor ? `${num(row.floor.stats.p50)}${u}` : '—',
-        row.floor ? `${num(ratio(row))}×` : '—',
+        Number.isFinite(ratio(row)) ? `${num(ratio(row))}×` : '—',
         row.errors,
         row.target?.text ?? '',
         row.target ? (row.target.met ? 'yes' : '**no**') : '',
