@@ -89,6 +89,59 @@ function bootPhases(sandboxId: string): { mark: (phase: string) => void } {
   };
 }
 
+/**
+ * Wakes a polling loop when a file or directory changes (inotify, through
+ * `fs.watch`) instead of leaving it to a fixed interval. Each look at the
+ * state starts with {@link mark}; {@link next} then resolves at once if
+ * anything changed since, else at the next change or after `maxMs`. Without
+ * a watch (no such path, no inotify) only the timeout remains.
+ */
+class ChangeWaiter {
+  readonly watching: boolean;
+  #changed = false;
+  #wake: (() => void) | undefined;
+  #watcher: FSWatcher | undefined;
+
+  constructor(path: string) {
+    try {
+      this.#watcher = watch(path, () => {
+        this.#changed = true;
+        this.#wake?.();
+      });
+      this.#watcher.on('error', () => undefined);
+    } catch {
+      // no watch: the timeout alone
+    }
+    this.watching = this.#watcher !== undefined;
+  }
+
+  /** A look at the state begins: changes from now on end the next wait. */
+  mark(): void {
+    this.#changed = false;
+  }
+
+  /** Resolves when something changed since {@link mark}, or after `maxMs`. */
+  next(maxMs: number): Promise<void> {
+    if (this.#changed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.#settle(resolve), maxMs);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#settle(resolve);
+      };
+    });
+  }
+
+  close(): void {
+    this.#watcher?.close();
+  }
+
+  #settle(resolve: () => void): void {
+    this.#wake = undefined;
+    resolve();
+  }
+}
+
 /** Longest wait between two readiness polls: a fallback, the socket's appearance wakes the poll at once. */
 const AGENT_POLL_MAX_MS = 20;
 
@@ -102,21 +155,10 @@ const AGENT_POLL_MAX_MS = 20;
 async function waitForAgent(socketPath: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError = 'no answer';
-  let wake: (() => void) | undefined;
-  let changed = false;
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dirname(socketPath), () => {
-      changed = true;
-      wake?.();
-    });
-    watcher.on('error', () => undefined);
-  } catch {
-    // no watch: the fallback interval alone
-  }
+  const changes = new ChangeWaiter(dirname(socketPath));
   try {
     while (Date.now() < deadline) {
-      changed = false;
+      changes.mark();
       const status = await new Promise<number | string>((resolve) => {
         const req = request({ socketPath, path: '/health', method: 'GET', timeout: 1000 }, (res) => {
           res.resume();
@@ -129,19 +171,10 @@ async function waitForAgent(socketPath: string, timeoutMs: number): Promise<void
       if (status === 200) return;
       lastError = String(status);
       // A change during the poll above is not waited for again.
-      if (!changed) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, AGENT_POLL_MAX_MS);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wake = undefined;
-      }
+      await changes.next(AGENT_POLL_MAX_MS);
     }
   } finally {
-    watcher?.close();
+    changes.close();
   }
   throw new Error(`agent did not become ready within ${timeoutMs} ms (${lastError})`);
 }
@@ -361,40 +394,20 @@ export class ContainerDriver implements Driver {
     await this.setCpuShares(sandboxId, 1024).catch(() => undefined);
     const deadline = Date.now() + timeoutMs;
     const signalled = new Set<number>();
-    let wake: (() => void) | undefined;
-    let changed = false;
-    let watcher: FSWatcher | undefined;
-    try {
-      watcher = watch(`${this.cgroup('unified', sandboxId)}/cgroup.events`, () => {
-        changed = true;
-        wake?.();
-      });
-      watcher.on('error', () => undefined);
-    } catch {
-      // no cgroup2 hierarchy (or no such cgroup): the backoff alone
-    }
+    // No cgroup2 hierarchy (or no such cgroup): the backoff alone.
+    const changes = new ChangeWaiter(`${this.cgroup('unified', sandboxId)}/cgroup.events`);
     try {
       for (let attempt = 0; Date.now() < deadline; attempt++) {
-        changed = false;
+        changes.mark();
         const pids = this.signalCgroup(sandboxId);
         for (const pid of pids) signalled.add(pid);
         if (pids.length === 0 && ![...signalled].some(isAlive)) return;
-        // A change since the look above is not waited for.
-        if (changed) continue;
-        // Processes left, with the cgroup watched: its emptying wakes the wait. Out of the cgroup but not yet
-        // done exiting: that takes moments.
-        const delay = pids.length === 0 ? 1 : watcher !== undefined ? 16 : Math.min(16, 2 ** attempt);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wake = undefined;
+        // Processes left, with the cgroup watched: its emptying wakes the wait (a change since the look above
+        // at once). Out of the cgroup but not yet done exiting: that takes moments.
+        await changes.next(pids.length === 0 ? 1 : changes.watching ? 16 : Math.min(16, 2 ** attempt));
       }
     } finally {
-      watcher?.close();
+      changes.close();
     }
   }
 
