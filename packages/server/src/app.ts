@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { controlErrorBody, ErrorCode, rfc3339, ServiceError } from '@warren/protocol';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { type ControlDeps, controlRoutes } from './routes/control.ts';
+import { type ControlDeps, controlRoutes, nodeRequest } from './routes/control.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { previewRoutes } from './routes/previews.ts';
 import { templateBuildRoutes, uploadRoutes } from './routes/template-builds.ts';
@@ -45,7 +44,7 @@ function controlBodyLimit(maxBytes: number): MiddlewareHandler {
   };
   const counted = bodyLimit({ maxSize: maxBytes, onError: tooLarge });
   return (c, next) => {
-    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    const incoming = nodeRequest(c);
     if (incoming === undefined || incoming.headers['transfer-encoding'] !== undefined) return counted(c, next);
     // HTTP/1.1: without Transfer-Encoding, Content-Length is the body's whole size (none: no body).
     if (Number(incoming.headers['content-length'] ?? 0) > maxBytes) tooLarge();

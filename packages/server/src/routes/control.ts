@@ -70,6 +70,11 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   });
 }
 
+/** Node's request behind a context on `@hono/node-server`; undefined in-process (`app.request()`). */
+export function nodeRequest(c: Context): IncomingMessage | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+}
+
 /**
  * Reads a request's JSON body (an empty body is `{}`). Served by Node with a
  * Content-Length (already checked by the body limit), it is read straight
@@ -78,7 +83,7 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
  * @throws ServiceError INVALID_JSON.
  */
 export async function jsonBody(c: Context): Promise<unknown> {
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  const incoming = nodeRequest(c);
   const text =
     incoming !== undefined &&
     incoming.headers['content-length'] !== undefined &&
