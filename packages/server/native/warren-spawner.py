@@ -123,14 +123,15 @@ def nft_in_process(argv):
 def run(request):
     rid = request["id"]
     argv = request["argv"]
-    done = in_process(argv) or nft_in_process(argv)
-    if done is not None:
-        answer({"id": rid, **done})
-        return
     timeout = request.get("timeout_ms", 60000) / 1000
     log_path = request.get("log_path")
     deadline = None
     try:
+        # Inside the try: a failure of the in-process path is answered like any other.
+        done = in_process(argv) or nft_in_process(argv)
+        if done is not None:
+            answer({"id": rid, **done})
+            return
         if log_path is not None:
             fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:

@@ -138,6 +138,8 @@ describe('warren-spawner.py', () => {
       { id: 2, argv: ['umount', '-l', '/nonexistent/warren-not-mounted'] },
       { id: 3, argv: ['nft', '-j', 'list', 'tables'] },
       { id: 4, argv: ['umount', '/nonexistent/warren-not-mounted'] },
+      // A malformed in-process request is answered as an error, not left without an answer.
+      { id: 5, argv: ['umount', '-l', 5] },
     ];
     // Its stdin stays open until every answer is in: the spawner exits when its stdin closes.
     child.stdin.write(requests.map((r) => `${JSON.stringify({ ...r, timeout_ms: 10_000 })}\n`).join(''));
@@ -157,6 +159,7 @@ describe('warren-spawner.py', () => {
     expect(answers.get(2)?.stderr).toContain('/nonexistent/warren-not-mounted');
     expect(answers.get(3)).toMatchObject({ error: 'ENOENT' });
     expect(answers.get(4)).toMatchObject({ error: 'ENOENT' });
+    expect(answers.get(5)).toMatchObject({ error: 'EIO' });
   });
 });
 
