@@ -1,9 +1,9 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createAdaptorServer } from '@hono/node-server';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { reservedEnvPrefix } from '@warren/protocol';
 import { createAgent } from './app.ts';
 import { type AgentConfig, ConfigError, loadConfig } from './config.ts';
+import { requestListener } from './http/node-server.ts';
 import { ExecHelper } from './services/exec-helper.ts';
 import { ProcessManager } from './services/process-manager.ts';
 import { warmUpRunPaths } from './services/warm-up.ts';
@@ -79,7 +79,9 @@ async function main(): Promise<void> {
   const execHelper = config.execHelperPath === null ? undefined : new ExecHelper({ path: config.execHelperPath, log });
   const processes = new ProcessManager({ execHelper });
   const agent = createAgent(config, { processes, log });
-  const server = createAdaptorServer({ fetch: agent.app.fetch }) as Server;
+  const server = createServer(
+    requestListener(agent.app.fetch, (err) => log(`${AGENT_NAME}: request failed: ${String(err)}`)),
+  );
   // WebSocket endpoints and the port tunnel arrive as HTTP upgrades on the same server.
   server.on('upgrade', agent.handleUpgrade);
   if (config.listen.kind === 'socket') await clearStaleSocket(config.listen.path);

@@ -7,12 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getRequestListener } from '@hono/node-server';
 import { signSandboxToken } from '@warren/protocol';
 import type { Hono } from 'hono';
 import { type Agent, createAgent } from './app.ts';
 import { loadConfig } from './config.ts';
 import type { AppEnv } from './http/app-env.ts';
+import { requestListener } from './http/node-server.ts';
 import { ProcessManager } from './services/process-manager.ts';
 
 /** An in-process agent over a throwaway directory tree, for route tests. */
@@ -69,7 +69,9 @@ export async function createTestAgent(env: Record<string, string> = {}): Promise
   let server: Server | undefined;
   const listen = async (): Promise<string> => {
     if (!server) {
-      const listening = createServer(getRequestListener(app.fetch));
+      const listening = createServer(
+        requestListener(app.fetch, (err) => console.error('test agent: request failed:', err)),
+      );
       listening.on('upgrade', agent.handleUpgrade);
       await new Promise<void>((resolve) => listening.listen(0, '127.0.0.1', resolve));
       server = listening;

@@ -12,12 +12,12 @@ export interface AppEnv {
 /** Request context of the agent app. */
 export type AppContext = Context<AppEnv>;
 
-/** Node's request behind a context on `@hono/node-server`; undefined in-process (`app.request()`). */
+/** Node's request behind a context on Node's server (http/node-server.ts); undefined in-process (`app.request()`). */
 export function nodeRequest(c: AppContext): IncomingMessage | undefined {
   return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
 }
 
-/** Node's response behind a context on `@hono/node-server`; undefined in-process (`app.request()`). */
+/** Node's response behind a context on Node's server (http/node-server.ts); undefined in-process (`app.request()`). */
 export function nodeResponse(c: AppContext): ServerResponse | undefined {
   return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
 }

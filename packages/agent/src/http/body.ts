@@ -38,7 +38,7 @@ async function concatChunks(source: AsyncIterable<Uint8Array>): Promise<Buffer> 
 
 /**
  * The request body as raw bytes, capped at `maxBytes`: straight from Node's
- * request when the agent runs on `@hono/node-server`, chunk by chunk as they
+ * request when the agent runs on Node's server (http/node-server.ts), chunk by chunk as they
  * arrived (no web-stream copies, and none of the joins of a Node stream's own
  * iterator), else the web body (in-process `app.request()`).
  * @throws {ServiceError} `PAYLOAD_TOO_LARGE` (declared or counted) past the limit.

@@ -5,7 +5,7 @@ import { createTestAgent, type TestAgent } from '../test-helpers.ts';
 import { type AppEnv, requestHeader } from './app-env.ts';
 import { newRequestId } from './request-id.ts';
 
-/** A context whose `env` carries Node's raw headers, as on `@hono/node-server`. */
+/** A context whose `env` carries Node's raw headers, as on Node's server (node-server.ts). */
 async function headerOn(rawHeaders: string[], name: string): Promise<string | undefined> {
   const app = new Hono<AppEnv>();
   app.get('/', (c) => c.json({ value: requestHeader(c, name) ?? null }));

@@ -17,6 +17,7 @@ import type { AgentDeps } from '../deps.ts';
 import { type AppEnv, nodeResponse, requestHeader } from '../http/app-env.ts';
 import { cappedBody, parseWith, readJson, readQuery } from '../http/body.ts';
 import { multipartBoundary, type PartSink, readMultipart } from '../http/multipart.ts';
+import { alreadySent } from '../http/node-server.ts';
 import { sendFile } from '../http/send-file.ts';
 import type { FileDownload } from '../services/file-service.ts';
 
@@ -129,12 +130,6 @@ function webStream(file: FileDownload): ReadableStream<Uint8Array> {
   ) as ReadableStream<Uint8Array>;
 }
 
-/** Node's response when the agent runs on `@hono/node-server` (absent for in-process `app.request()`). */
-/** Tells `@hono/node-server` the route wrote the response itself. */
-function alreadySent(): Response {
-  return new Response(null, { headers: { 'x-hono-already-sent': 'true' } });
-}
-
 /** `/files/*`: the files API over the allowed roots (PROTOCOL §8.4). */
 export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -156,7 +151,7 @@ export function fileRoutes(deps: AgentDeps): Hono<AppEnv> {
     };
     const outgoing = nodeResponse(c);
     if (outgoing) {
-      // Straight from the file to the socket, without the web-stream bridge of `@hono/node-server`.
+      // Straight from the file to the socket, without a web stream between them.
       outgoing.writeHead(200, headers);
       void sendFile(outgoing, file.handle, file.size);
       return alreadySent();
