@@ -15,6 +15,25 @@ const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({ options: { outdir: { type: 'string', default: join(here, 'dist') } } });
 const outdir = values.outdir;
 
+/**
+ * zod evaluates its `locales` namespace, error messages in about fifty
+ * languages, when it loads; nothing in the agent reads it (zod's default, English,
+ * is imported by zod itself). Here it holds English alone.
+ */
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => {
+      if (!args.importer.includes(`${join('node_modules', 'zod')}/`)) return undefined;
+      return { path: join(dirname(args.importer), '../locales/en.js'), namespace: 'zod-english-only' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(args.path)};`,
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
+
 /** Options shared by both bundles. CommonJS: only a classic script can be compiled with a V8 code cache. */
 const common = {
   bundle: true,
@@ -41,6 +60,7 @@ await build({
   footer: { js: '});' },
   // ws loads these optional native speed-ups when present; the agent runs without them.
   external: ['bufferutil', 'utf-8-validate'],
+  plugins: [zodEnglishOnly],
 });
 await build({ ...common, entryPoints: [join(here, 'src/boot.ts')], outfile: join(outdir, 'boot.cjs') });
 
