@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import { lazySchema } from './lazy-schema.ts';
 
 // Wire shapes of the in-sandbox agent API (PROTOCOL §8–§9). Request schemas
 // parse the snake_case wire JSON and output camelCase parameters; response
-// schemas describe the snake_case JSON the agent sends.
+// schemas describe the snake_case JSON the agent sends. Every schema is a
+// lazySchema, built on first use: the agent's start imports this file.
 
 /** Languages `POST /execute` runs, after alias resolution. */
 export const executeLanguages = ['python', 'javascript', 'bash', 'go'] as const;
@@ -36,22 +38,26 @@ export function resolveExecuteLanguage(name: string): ExecuteLanguage | undefine
 /** Environment variable names the agent reserves for itself; never accepted from a request. */
 export const reservedEnvPrefix = 'WARREN_';
 
-const envName = z
-  .string()
-  .min(1, 'environment variable name must not be empty')
-  .refine((k) => !k.includes('=') && !k.includes('\0'), 'environment variable name must not contain "=" or NUL')
-  .refine(
-    (k) => !k.startsWith(reservedEnvPrefix),
-    `environment variable names starting with ${reservedEnvPrefix} are reserved`,
-  );
+const envName = lazySchema(() =>
+  z
+    .string()
+    .min(1, 'environment variable name must not be empty')
+    .refine((k) => !k.includes('=') && !k.includes('\0'), 'environment variable name must not contain "=" or NUL')
+    .refine(
+      (k) => !k.startsWith(reservedEnvPrefix),
+      `environment variable names starting with ${reservedEnvPrefix} are reserved`,
+    ),
+);
 
-const envValue = z
-  .union([z.string(), z.number(), z.boolean()])
-  .transform(String)
-  .refine((v) => !v.includes('\0'), 'environment variable value must not contain NUL');
+const envValue = lazySchema(() =>
+  z
+    .union([z.string(), z.number(), z.boolean()])
+    .transform(String)
+    .refine((v) => !v.includes('\0'), 'environment variable value must not contain NUL'),
+);
 
 /** A map of environment variables; numbers and booleans are turned into strings. */
-export const envMapSchema = z.record(envName, envValue);
+export const envMapSchema = lazySchema(() => z.record(envName, envValue));
 
 /** Environment variables, name to value. */
 export type EnvMap = Record<string, string>;
@@ -59,17 +65,19 @@ export type EnvMap = Record<string, string>;
 const noNul = (what: string) => z.string().refine((v) => !v.includes('\0'), `${what} must not contain NUL`);
 
 /** A timeout in seconds; 0 or absent means the route's default. */
-const timeoutSeconds = z.number().nonnegative().finite();
+const timeoutSeconds = lazySchema(() => z.number().nonnegative().finite());
 
-const languageSchema = z.string().check((ctx) => {
-  if (resolveExecuteLanguage(ctx.value) === undefined) {
-    ctx.issues.push({
-      code: 'custom',
-      input: ctx.value,
-      message: `unsupported language '${ctx.value}' (supported: ${executeLanguages.join(', ')})`,
-    });
-  }
-});
+const languageSchema = lazySchema(() =>
+  z.string().check((ctx) => {
+    if (resolveExecuteLanguage(ctx.value) === undefined) {
+      ctx.issues.push({
+        code: 'custom',
+        input: ctx.value,
+        message: `unsupported language '${ctx.value}' (supported: ${executeLanguages.join(', ')})`,
+      });
+    }
+  }),
+);
 
 /** Drops `undefined` members so the result fits `exactOptionalPropertyTypes` optionals. */
 function definedOnly<T extends Record<string, unknown>>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
@@ -79,26 +87,28 @@ function definedOnly<T extends Record<string, unknown>>(obj: T): { [K in keyof T
 }
 
 /** `POST /execute` body. Accepts `workdir` and the docs' `working_dir`. */
-export const executeRequestSchema = z
-  .object({
-    code: noNul('code'),
-    language: languageSchema.nullish(),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-  })
-  .transform(
-    (b): ExecuteParams => ({
-      code: b.code,
-      language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
-      ...definedOnly({
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
+export const executeRequestSchema = lazySchema(() =>
+  z
+    .object({
+      code: noNul('code'),
+      language: languageSchema.nullish(),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+    })
+    .transform(
+      (b): ExecuteParams => ({
+        code: b.code,
+        language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
+        ...definedOnly({
+          timeoutSeconds: b.timeout || undefined,
+          workdir: b.workdir ?? b.working_dir ?? undefined,
+          env: b.env ?? undefined,
+        }),
       }),
-    }),
-  );
+    ),
+);
 
 /** Parsed `POST /execute` parameters. */
 export interface ExecuteParams {
@@ -114,26 +124,28 @@ export interface ExecuteParams {
  * `POST /commands/run` body: the SDK form `{command, args}` (exec, no shell) or
  * the docs' form `{command}` (run by `/bin/sh -c`).
  */
-export const commandRequestSchema = z
-  .object({
-    command: noNul('command').min(1, 'command must not be empty'),
-    args: z.array(noNul('args')).nullish(),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-  })
-  .transform(
-    (b): CommandParams => ({
-      command: b.command,
-      ...definedOnly({
-        args: b.args ?? undefined,
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
+export const commandRequestSchema = lazySchema(() =>
+  z
+    .object({
+      command: noNul('command').min(1, 'command must not be empty'),
+      args: z.array(noNul('args')).nullish(),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+    })
+    .transform(
+      (b): CommandParams => ({
+        command: b.command,
+        ...definedOnly({
+          args: b.args ?? undefined,
+          timeoutSeconds: b.timeout || undefined,
+          workdir: b.workdir ?? b.working_dir ?? undefined,
+          env: b.env ?? undefined,
+        }),
       }),
-    }),
-  );
+    ),
+);
 
 /** Parsed `POST /commands/run` parameters. */
 export interface CommandParams {
@@ -147,51 +159,55 @@ export interface CommandParams {
 }
 
 /** `POST /execute/ipython` body: like `/execute`, always python (the persistent kernel). */
-export const ipythonRequestSchema = z
-  .object({
-    code: noNul('code'),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-  })
-  .transform(
-    (b): ExecuteParams => ({
-      code: b.code,
-      language: 'python',
-      ...definedOnly({
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
+export const ipythonRequestSchema = lazySchema(() =>
+  z
+    .object({
+      code: noNul('code'),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+    })
+    .transform(
+      (b): ExecuteParams => ({
+        code: b.code,
+        language: 'python',
+        ...definedOnly({
+          timeoutSeconds: b.timeout || undefined,
+          workdir: b.workdir ?? b.working_dir ?? undefined,
+          env: b.env ?? undefined,
+        }),
       }),
-    }),
-  );
+    ),
+);
 
-const processName = noNul('name').max(256, 'name must be at most 256 characters');
+const processName = lazySchema(() => noNul('name').max(256, 'name must be at most 256 characters'));
 
 /** `POST /execute/background` body: `/execute` plus an optional `name`. */
-export const backgroundExecuteRequestSchema = z
-  .object({
-    code: noNul('code'),
-    language: languageSchema.nullish(),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-    name: processName.nullish(),
-  })
-  .transform(
-    (b): BackgroundExecuteParams => ({
-      code: b.code,
-      language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
-      ...definedOnly({
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
-        name: b.name ?? undefined,
+export const backgroundExecuteRequestSchema = lazySchema(() =>
+  z
+    .object({
+      code: noNul('code'),
+      language: languageSchema.nullish(),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+      name: processName.nullish(),
+    })
+    .transform(
+      (b): BackgroundExecuteParams => ({
+        code: b.code,
+        language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
+        ...definedOnly({
+          timeoutSeconds: b.timeout || undefined,
+          workdir: b.workdir ?? b.working_dir ?? undefined,
+          env: b.env ?? undefined,
+          name: b.name ?? undefined,
+        }),
       }),
-    }),
-  );
+    ),
+);
 
 /** Parsed `POST /execute/background` parameters. */
 export interface BackgroundExecuteParams extends ExecuteParams {
@@ -199,28 +215,30 @@ export interface BackgroundExecuteParams extends ExecuteParams {
 }
 
 /** `POST /commands/background` body: `/commands/run` plus an optional `name`. */
-export const backgroundCommandRequestSchema = z
-  .object({
-    command: noNul('command').min(1, 'command must not be empty'),
-    args: z.array(noNul('args')).nullish(),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-    name: processName.nullish(),
-  })
-  .transform(
-    (b): BackgroundCommandParams => ({
-      command: b.command,
-      ...definedOnly({
-        args: b.args ?? undefined,
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
-        name: b.name ?? undefined,
+export const backgroundCommandRequestSchema = lazySchema(() =>
+  z
+    .object({
+      command: noNul('command').min(1, 'command must not be empty'),
+      args: z.array(noNul('args')).nullish(),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+      name: processName.nullish(),
+    })
+    .transform(
+      (b): BackgroundCommandParams => ({
+        command: b.command,
+        ...definedOnly({
+          args: b.args ?? undefined,
+          timeoutSeconds: b.timeout || undefined,
+          workdir: b.workdir ?? b.working_dir ?? undefined,
+          env: b.env ?? undefined,
+          name: b.name ?? undefined,
+        }),
       }),
-    }),
-  );
+    ),
+);
 
 /** Parsed `POST /commands/background` parameters. */
 export interface BackgroundCommandParams extends CommandParams {
@@ -228,7 +246,9 @@ export interface BackgroundCommandParams extends CommandParams {
 }
 
 /** Body (or query) naming the background process to kill: `{process_id}`. */
-export const killRequestSchema = z.object({ process_id: z.string().min(1, 'process_id is required') });
+export const killRequestSchema = lazySchema(() =>
+  z.object({ process_id: z.string().min(1, 'process_id is required') }),
+);
 
 /** Status of a background process (PROTOCOL §10). */
 export const processStatuses = ['queued', 'running', 'completed', 'failed', 'killed', 'timeout'] as const;
@@ -237,209 +257,233 @@ export const processStatuses = ['queued', 'running', 'completed', 'failed', 'kil
 export type ProcessStatus = (typeof processStatuses)[number];
 
 /** A background process as `GET /execute/processes` lists it (PROTOCOL §10), with both SDKs' spellings. */
-export const processInfoSchema = z.object({
-  process_id: z.string(),
-  execution_id: z.string(),
-  name: z.string().nullable(),
-  status: z.enum(processStatuses),
-  kind: z.enum(['execute', 'command']),
-  language: z.string(),
-  command: z.string().nullable(),
-  pid: z.number().int().nullable(),
-  start_time: z.string(),
-  started_at: z.string(),
-  end_time: z.string().nullable(),
-  completed_at: z.string().nullable(),
-  exit_code: z.number().int().nullable(),
-  duration: z.number(),
-  execution_time: z.number(),
-  stdout: z.string(),
-  stderr: z.string(),
-  stdout_truncated: z.boolean(),
-  stderr_truncated: z.boolean(),
-});
+export const processInfoSchema = lazySchema(() =>
+  z.object({
+    process_id: z.string(),
+    execution_id: z.string(),
+    name: z.string().nullable(),
+    status: z.enum(processStatuses),
+    kind: z.enum(['execute', 'command']),
+    language: z.string(),
+    command: z.string().nullable(),
+    pid: z.number().int().nullable(),
+    start_time: z.string(),
+    started_at: z.string(),
+    end_time: z.string().nullable(),
+    completed_at: z.string().nullable(),
+    exit_code: z.number().int().nullable(),
+    duration: z.number(),
+    execution_time: z.number(),
+    stdout: z.string(),
+    stderr: z.string(),
+    stdout_truncated: z.boolean(),
+    stderr_truncated: z.boolean(),
+  }),
+);
 
 /** A background process as `GET /execute/processes` lists it. */
 export type ProcessInfo = z.infer<typeof processInfoSchema>;
 
 /** Response of `GET /execute/processes`. */
-export const processListResponseSchema = z.object({
-  processes: z.array(processInfoSchema),
-  count: z.number().int(),
-  timestamp: z.string(),
-});
+export const processListResponseSchema = lazySchema(() =>
+  z.object({
+    processes: z.array(processInfoSchema),
+    count: z.number().int(),
+    timestamp: z.string(),
+  }),
+);
 
 /** Response of `GET /execute/processes`. */
 export type ProcessListResponse = z.infer<typeof processListResponseSchema>;
 
 /** Response of `POST /execute/background` and `POST /commands/background`. */
-export const backgroundStartResponseSchema = z.object({
-  process_id: z.string(),
-  execution_id: z.string(),
-  status: z.enum(processStatuses),
-  name: z.string().nullable(),
-  pid: z.number().int().nullable(),
-  start_time: z.string(),
-  message: z.string(),
-});
+export const backgroundStartResponseSchema = lazySchema(() =>
+  z.object({
+    process_id: z.string(),
+    execution_id: z.string(),
+    status: z.enum(processStatuses),
+    name: z.string().nullable(),
+    pid: z.number().int().nullable(),
+    start_time: z.string(),
+    message: z.string(),
+  }),
+);
 
 /** Response of `POST /execute/background` and `POST /commands/background`. */
 export type BackgroundStartResponse = z.infer<typeof backgroundStartResponseSchema>;
 
 /** Response of the kill routes. */
-export const killResponseSchema = z.object({
-  process_id: z.string(),
-  status: z.enum(processStatuses),
-  message: z.string(),
-  timestamp: z.string(),
-});
+export const killResponseSchema = lazySchema(() =>
+  z.object({
+    process_id: z.string(),
+    status: z.enum(processStatuses),
+    message: z.string(),
+    timestamp: z.string(),
+  }),
+);
 
 /** Response of the kill routes. */
 export type KillResponse = z.infer<typeof killResponseSchema>;
 
 /** A process of the sandbox as `GET /processes` lists it (PROTOCOL §8.1). */
-export const systemProcessSchema = z.object({
-  pid: z.number().int(),
-  ppid: z.number().int(),
-  pgid: z.number().int(),
-  name: z.string(),
-  status: z.string(),
-  cpu_percent: z.number(),
-  memory_mb: z.number(),
-  memory_bytes: z.number().int(),
-  threads: z.number().int(),
-  command: z.string(),
-  user: z.string(),
-  uid: z.number().int(),
-  start_time: z.string(),
-});
+export const systemProcessSchema = lazySchema(() =>
+  z.object({
+    pid: z.number().int(),
+    ppid: z.number().int(),
+    pgid: z.number().int(),
+    name: z.string(),
+    status: z.string(),
+    cpu_percent: z.number(),
+    memory_mb: z.number(),
+    memory_bytes: z.number().int(),
+    threads: z.number().int(),
+    command: z.string(),
+    user: z.string(),
+    uid: z.number().int(),
+    start_time: z.string(),
+  }),
+);
 
 /** A process of the sandbox as `GET /processes` lists it. */
 export type SystemProcess = z.infer<typeof systemProcessSchema>;
 
 /** One Jupyter kernel session as `GET /jupyter/sessions` lists it (PROTOCOL §8.1). */
-export const jupyterSessionSchema = z.object({
-  kernel_id: z.string(),
-  kernel_name: z.string(),
-  execution_state: z.enum(['starting', 'idle', 'busy', 'restarting', 'dead']),
-  connections: z.number().int(),
-  last_activity: z.string(),
-  execution_count: z.number().int(),
-  pid: z.number().int().nullable(),
-});
+export const jupyterSessionSchema = lazySchema(() =>
+  z.object({
+    kernel_id: z.string(),
+    kernel_name: z.string(),
+    execution_state: z.enum(['starting', 'idle', 'busy', 'restarting', 'dead']),
+    connections: z.number().int(),
+    last_activity: z.string(),
+    execution_count: z.number().int(),
+    pid: z.number().int().nullable(),
+  }),
+);
 
 /** One Jupyter kernel session. */
 export type JupyterSession = z.infer<typeof jupyterSessionSchema>;
 
 /** First frame of the `/execute/stream` WebSocket (PROTOCOL §11.2). */
-export const executeStreamStartSchema = z
-  .object({
-    type: z.literal('execute').nullish(),
-    code: noNul('code'),
-    language: languageSchema.nullish(),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-  })
-  .transform(
-    (b): ExecuteParams => ({
-      code: b.code,
-      language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
-      ...definedOnly({
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
+export const executeStreamStartSchema = lazySchema(() =>
+  z
+    .object({
+      type: z.literal('execute').nullish(),
+      code: noNul('code'),
+      language: languageSchema.nullish(),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+    })
+    .transform(
+      (b): ExecuteParams => ({
+        code: b.code,
+        language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
+        ...definedOnly({
+          timeoutSeconds: b.timeout || undefined,
+          workdir: b.workdir ?? b.working_dir ?? undefined,
+          env: b.env ?? undefined,
+        }),
       }),
-    }),
-  );
+    ),
+);
 
 /**
  * First frame of the `/commands/stream` WebSocket: `{type: "command" | "execute",
  * command, args?, timeout?, workdir?, env?}`, run like `/commands/run`.
  */
-export const commandStreamStartSchema = z
-  .object({
-    type: z.enum(['command', 'execute']).nullish(),
-    command: noNul('command').min(1, 'command must not be empty'),
-    args: z.array(noNul('args')).nullish(),
-    timeout: timeoutSeconds.nullish(),
-    workdir: noNul('workdir').nullish(),
-    working_dir: noNul('working_dir').nullish(),
-    env: envMapSchema.nullish(),
-    /** Open the command's stdin to `stdin` / `stdin_close` frames (otherwise it reads /dev/null). */
-    stdin: z.boolean().nullish(),
-  })
-  .transform((b): CommandParams & { stdin: boolean } => ({
-    command: b.command,
-    stdin: b.stdin === true,
-    ...definedOnly({
-      args: b.args ?? undefined,
-      timeoutSeconds: b.timeout || undefined,
-      workdir: b.workdir ?? b.working_dir ?? undefined,
-      env: b.env ?? undefined,
-    }),
-  }));
+export const commandStreamStartSchema = lazySchema(() =>
+  z
+    .object({
+      type: z.enum(['command', 'execute']).nullish(),
+      command: noNul('command').min(1, 'command must not be empty'),
+      args: z.array(noNul('args')).nullish(),
+      timeout: timeoutSeconds.nullish(),
+      workdir: noNul('workdir').nullish(),
+      working_dir: noNul('working_dir').nullish(),
+      env: envMapSchema.nullish(),
+      /** Open the command's stdin to `stdin` / `stdin_close` frames (otherwise it reads /dev/null). */
+      stdin: z.boolean().nullish(),
+    })
+    .transform((b): CommandParams & { stdin: boolean } => ({
+      command: b.command,
+      stdin: b.stdin === true,
+      ...definedOnly({
+        args: b.args ?? undefined,
+        timeoutSeconds: b.timeout || undefined,
+        workdir: b.workdir ?? b.working_dir ?? undefined,
+        env: b.env ?? undefined,
+      }),
+    })),
+);
 
 /** A frame a client sends on `/commands/stream` after the first, for a command started with `stdin: true`. */
-export const commandStreamInputSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('stdin'), data: z.string() }),
-  z.object({ type: z.literal('stdin_close') }),
-]);
+export const commandStreamInputSchema = lazySchema(() =>
+  z.discriminatedUnion('type', [
+    z.object({ type: z.literal('stdin'), data: z.string() }),
+    z.object({ type: z.literal('stdin_close') }),
+  ]),
+);
 
 /** Largest terminal dimension accepted in a resize. */
-const terminalDimension = z.number().int().min(1).max(10000);
+const terminalDimension = lazySchema(() => z.number().int().min(1).max(10000));
 
 /** A frame the client sends on the `/terminal` WebSocket (PROTOCOL §11.3). */
-export const terminalClientFrameSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('input'), data: z.string() }),
-  z.object({ type: z.literal('resize'), cols: terminalDimension, rows: terminalDimension }),
-]);
+export const terminalClientFrameSchema = lazySchema(() =>
+  z.discriminatedUnion('type', [
+    z.object({ type: z.literal('input'), data: z.string() }),
+    z.object({ type: z.literal('resize'), cols: terminalDimension, rows: terminalDimension }),
+  ]),
+);
 
 /** A frame the client sends on the `/terminal` WebSocket. */
 export type TerminalClientFrame = z.infer<typeof terminalClientFrameSchema>;
 
 /** The frame that starts a `/files/watch` WebSocket (PROTOCOL §11.4). */
-export const fileWatchStartSchema = z.object({
-  action: z.literal('watch'),
-  path: z.string().min(1, 'path is required'),
-});
+export const fileWatchStartSchema = lazySchema(() =>
+  z.object({
+    action: z.literal('watch'),
+    path: z.string().min(1, 'path is required'),
+  }),
+);
 
 /** Kind of change `/files/watch` reports. */
 export type FileChangeEvent = 'created' | 'modified' | 'deleted' | 'renamed';
 
 /** Query of the file routes that need a path (`read`, `download`, `exists`, `remove`). */
-export const filePathQuerySchema = z.object({ path: z.string().min(1, 'path is required') });
+export const filePathQuerySchema = lazySchema(() => z.object({ path: z.string().min(1, 'path is required') }));
 
 /** Query of `GET /files/list`; the path defaults to the workdir. */
-export const fileListQuerySchema = z.object({ path: z.string().min(1).optional() });
+export const fileListQuerySchema = lazySchema(() => z.object({ path: z.string().min(1).optional() }));
 
 /** `POST /files/write` body. */
-export const fileWriteRequestSchema = z
-  .object({
-    path: z.string().min(1, 'path is required'),
-    content: z.string().nullish(),
-    encoding: z
-      .string()
-      .transform((e) => e.toLowerCase())
-      .pipe(z.enum(['utf-8', 'utf8', 'text', 'base64'], { error: "encoding must be 'utf-8' or 'base64'" }))
-      .nullish(),
-    mode: z
-      .union([z.string(), z.number().int()])
-      .transform(String)
-      .pipe(z.string().regex(/^0?o?[0-7]{1,4}$/, 'mode must be an octal string such as "0644"'))
-      .nullish(),
-    overwrite: z.boolean().nullish(),
-  })
-  .transform(
-    (b): FileWriteParams => ({
-      path: b.path,
-      content: b.content ?? '',
-      encoding: b.encoding === 'base64' ? ('base64' as const) : ('utf-8' as const),
-      overwrite: b.overwrite ?? true,
-      ...definedOnly({ mode: b.mode == null ? undefined : Number.parseInt(b.mode.replace(/^0?o?/, '') || '0', 8) }),
-    }),
-  );
+export const fileWriteRequestSchema = lazySchema(() =>
+  z
+    .object({
+      path: z.string().min(1, 'path is required'),
+      content: z.string().nullish(),
+      encoding: z
+        .string()
+        .transform((e) => e.toLowerCase())
+        .pipe(z.enum(['utf-8', 'utf8', 'text', 'base64'], { error: "encoding must be 'utf-8' or 'base64'" }))
+        .nullish(),
+      mode: z
+        .union([z.string(), z.number().int()])
+        .transform(String)
+        .pipe(z.string().regex(/^0?o?[0-7]{1,4}$/, 'mode must be an octal string such as "0644"'))
+        .nullish(),
+      overwrite: z.boolean().nullish(),
+    })
+    .transform(
+      (b): FileWriteParams => ({
+        path: b.path,
+        content: b.content ?? '',
+        encoding: b.encoding === 'base64' ? ('base64' as const) : ('utf-8' as const),
+        overwrite: b.overwrite ?? true,
+        ...definedOnly({ mode: b.mode == null ? undefined : Number.parseInt(b.mode.replace(/^0?o?/, '') || '0', 8) }),
+      }),
+    ),
+);
 
 /** Parsed `POST /files/write` parameters. */
 export interface FileWriteParams {
@@ -452,127 +496,143 @@ export interface FileWriteParams {
 }
 
 /** `POST /files/mkdir` body. */
-export const mkdirRequestSchema = z.object({ path: z.string().min(1, 'path is required') });
+export const mkdirRequestSchema = lazySchema(() => z.object({ path: z.string().min(1, 'path is required') }));
 
 /** The non-file parts of a `POST /files/upload` multipart body. */
-export const uploadFieldsSchema = z.object({ path: z.string().min(1, 'path is required') });
+export const uploadFieldsSchema = lazySchema(() => z.object({ path: z.string().min(1, 'path is required') }));
 
 /** `PUT /env` and `PATCH /env` body. */
-export const envUpdateRequestSchema = z
-  .object({
-    env_vars: envMapSchema,
-    merge: z.boolean().nullish(),
-  })
-  .transform((b): EnvUpdateParams => ({ envVars: b.env_vars }));
+export const envUpdateRequestSchema = lazySchema(() =>
+  z
+    .object({
+      env_vars: envMapSchema,
+      merge: z.boolean().nullish(),
+    })
+    .transform((b): EnvUpdateParams => ({ envVars: b.env_vars })),
+);
 
 /** Parsed `PUT`/`PATCH /env` parameters. */
 export interface EnvUpdateParams {
   envVars: EnvMap;
 }
 
-const nullableString = z.string().nullable();
+const nullableString = lazySchema(() => z.string().nullable());
 
 /** Response of `POST /execute` (PROTOCOL §9). */
-export const executeResponseSchema = z.object({
-  success: z.boolean(),
-  stdout: z.string(),
-  stderr: z.string(),
-  exit_code: z.number().int(),
-  execution_time: z.number(),
-  timestamp: z.string(),
-  language: z.string(),
-  png: nullableString,
-  html: nullableString,
-  json: z.record(z.string(), z.unknown()).nullable(),
-  svg: nullableString,
-  markdown: nullableString,
-  result: nullableString,
-  rich_outputs: z.array(z.unknown()),
-  stdout_truncated: z.boolean(),
-  stderr_truncated: z.boolean(),
-  timed_out: z.boolean(),
-  /** Kernel execution counter, when the code ran in the Jupyter kernel. */
-  execution_count: z.number().int().optional(),
-  /** Display outputs left out because they exceeded the size budget. */
-  rich_outputs_dropped: z.number().int().optional(),
-  error: z.string().optional(),
-});
+export const executeResponseSchema = lazySchema(() =>
+  z.object({
+    success: z.boolean(),
+    stdout: z.string(),
+    stderr: z.string(),
+    exit_code: z.number().int(),
+    execution_time: z.number(),
+    timestamp: z.string(),
+    language: z.string(),
+    png: nullableString,
+    html: nullableString,
+    json: z.record(z.string(), z.unknown()).nullable(),
+    svg: nullableString,
+    markdown: nullableString,
+    result: nullableString,
+    rich_outputs: z.array(z.unknown()),
+    stdout_truncated: z.boolean(),
+    stderr_truncated: z.boolean(),
+    timed_out: z.boolean(),
+    /** Kernel execution counter, when the code ran in the Jupyter kernel. */
+    execution_count: z.number().int().optional(),
+    /** Display outputs left out because they exceeded the size budget. */
+    rich_outputs_dropped: z.number().int().optional(),
+    error: z.string().optional(),
+  }),
+);
 
 /** Response of `POST /execute`. */
 export type ExecuteResponse = z.infer<typeof executeResponseSchema>;
 
 /** Response of `POST /commands/run` (PROTOCOL §8.3); HTTP 200 also for non-zero exits. */
-export const commandResponseSchema = z.object({
-  success: z.boolean(),
-  stdout: z.string(),
-  stderr: z.string(),
-  exit_code: z.number().int(),
-  execution_time: z.number(),
-  command: z.string(),
-  pid: z.number().int().nullable(),
-  timestamp: z.string(),
-  stdout_truncated: z.boolean(),
-  stderr_truncated: z.boolean(),
-  timed_out: z.boolean(),
-  error: z.string().optional(),
-});
+export const commandResponseSchema = lazySchema(() =>
+  z.object({
+    success: z.boolean(),
+    stdout: z.string(),
+    stderr: z.string(),
+    exit_code: z.number().int(),
+    execution_time: z.number(),
+    command: z.string(),
+    pid: z.number().int().nullable(),
+    timestamp: z.string(),
+    stdout_truncated: z.boolean(),
+    stderr_truncated: z.boolean(),
+    timed_out: z.boolean(),
+    error: z.string().optional(),
+  }),
+);
 
 /** Response of `POST /commands/run`. */
 export type CommandResponse = z.infer<typeof commandResponseSchema>;
 
 /** One entry of `GET /files/list`, with both SDKs' spellings (PROTOCOL §8.4). */
-export const fileEntrySchema = z.object({
-  name: z.string(),
-  path: z.string(),
-  size: z.number().int(),
-  is_dir: z.boolean(),
-  is_directory: z.boolean(),
-  is_file: z.boolean(),
-  is_symlink: z.boolean(),
-  modified: z.string(),
-  modified_time: z.string(),
-  permissions: z.string(),
-  mode: z.string(),
-});
+export const fileEntrySchema = lazySchema(() =>
+  z.object({
+    name: z.string(),
+    path: z.string(),
+    size: z.number().int(),
+    is_dir: z.boolean(),
+    is_directory: z.boolean(),
+    is_file: z.boolean(),
+    is_symlink: z.boolean(),
+    modified: z.string(),
+    modified_time: z.string(),
+    permissions: z.string(),
+    mode: z.string(),
+  }),
+);
 
 /** One entry of `GET /files/list`. */
 export type FileEntry = z.infer<typeof fileEntrySchema>;
 
 /** Response of `GET /files/list`. */
-export const fileListResponseSchema = z.object({
-  path: z.string(),
-  count: z.number().int(),
-  files: z.array(fileEntrySchema),
-});
+export const fileListResponseSchema = lazySchema(() =>
+  z.object({
+    path: z.string(),
+    count: z.number().int(),
+    files: z.array(fileEntrySchema),
+  }),
+);
 
 /** Response of `GET /files/list`. */
 export type FileListResponse = z.infer<typeof fileListResponseSchema>;
 
 /** Response of `GET /files/read`. */
-export const fileReadResponseSchema = z.object({ content: z.string(), path: z.string(), size: z.number().int() });
+export const fileReadResponseSchema = lazySchema(() =>
+  z.object({ content: z.string(), path: z.string(), size: z.number().int() }),
+);
 
 /** Response of `GET /files/read`. */
 export type FileReadResponse = z.infer<typeof fileReadResponseSchema>;
 
 /** Response of `GET|PUT|PATCH /env`. */
-export const envResponseSchema = z.object({
-  env_vars: z.record(z.string(), z.string()),
-  count: z.number().int(),
-  timestamp: z.string(),
-});
+export const envResponseSchema = lazySchema(() =>
+  z.object({
+    env_vars: z.record(z.string(), z.string()),
+    count: z.number().int(),
+    timestamp: z.string(),
+  }),
+);
 
 /** Response of `GET|PUT|PATCH /env`. */
 export type EnvResponse = z.infer<typeof envResponseSchema>;
 
 /** Response of `GET /health` (PROTOCOL §8.1); `status` is always `"healthy"`. */
-export const healthResponseSchema = z.looseObject({
-  status: z.literal('healthy'),
-  agent: z.string(),
-  version: z.string(),
-  uptime: z.string(),
-  uptime_seconds: z.number(),
-  features: z.record(z.string(), z.unknown()),
-});
+export const healthResponseSchema = lazySchema(() =>
+  z.looseObject({
+    status: z.literal('healthy'),
+    agent: z.string(),
+    version: z.string(),
+    uptime: z.string(),
+    uptime_seconds: z.number(),
+    features: z.record(z.string(), z.unknown()),
+  }),
+);
 
 /** Response of `GET /health`. */
 export type HealthResponse = z.infer<typeof healthResponseSchema>;

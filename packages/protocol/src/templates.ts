@@ -2,10 +2,12 @@
  * Wire shapes of the Hopx template-build API (PROTOCOL §5.5–5.6): the
  * upload link, the build request in both SDK dialects (TS: `type` COPY/RUN/
  * env/workdir; Python: COPY/RUN/ENV/WORKDIR/USER/CMD), the readiness check,
- * and the normalized form the server works with.
+ * and the normalized form the server works with. Every schema is a
+ * lazySchema, built on first use.
  */
 
 import { z } from 'zod';
+import { lazySchema } from './lazy-schema.ts';
 
 /** Longest step list a build accepts (each COPY/RUN step becomes one filesystem layer). */
 export const MAX_BUILD_STEPS = 64;
@@ -13,15 +15,19 @@ export const MAX_BUILD_STEPS = 64;
 const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain NUL`);
 
 /** `files_hash` is an opaque client key; Warren only accepts the sha256-hex shape the SDKs send (it names a file). */
-export const filesHashSchema = z.string().regex(/^[0-9a-f]{64}$/, 'files_hash must be 64 lowercase hex characters');
+export const filesHashSchema = lazySchema(() =>
+  z.string().regex(/^[0-9a-f]{64}$/, 'files_hash must be 64 lowercase hex characters'),
+);
 
 /** `POST /v1/templates/files/upload-link` body. */
-export const uploadLinkRequestSchema = z.object({
-  files_hash: filesHashSchema,
-  content_length: z.number().int().nonnegative(),
-});
+export const uploadLinkRequestSchema = lazySchema(() =>
+  z.object({
+    files_hash: filesHashSchema,
+    content_length: z.number().int().nonnegative(),
+  }),
+);
 
-const envKey = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'invalid env var name');
+const envKey = lazySchema(() => z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'invalid env var name'));
 const absPath = (what: string) =>
   noNul(what)
     .min(1)
@@ -29,27 +35,29 @@ const absPath = (what: string) =>
     .refine((p) => p.startsWith('/'), `${what} must be an absolute path`);
 
 /** `readyCmd` in either dialect (TS: `name` for process; Python: `processName`, `timeout`/`interval` in ms). */
-export const readyCheckSchema = z
-  .object({
-    type: z.enum(['port', 'url', 'file', 'process', 'command']),
-    port: z.number().int().min(1).max(65_535).nullish(),
-    url: noNul('readyCmd.url').max(2048).nullish(),
-    path: noNul('readyCmd.path').max(4096).nullish(),
-    name: noNul('readyCmd.name').max(256).nullish(),
-    processName: noNul('readyCmd.processName').max(256).nullish(),
-    command: noNul('readyCmd.command').max(8192).nullish(),
-    timeout: z.number().int().positive().max(3_600_000).nullish(),
-    interval: z.number().int().positive().max(60_000).nullish(),
-  })
-  .superRefine((r, ctx) => {
-    const missing =
-      (r.type === 'port' && r.port == null) ||
-      (r.type === 'url' && !r.url) ||
-      (r.type === 'file' && !r.path) ||
-      (r.type === 'process' && !(r.name ?? r.processName)) ||
-      (r.type === 'command' && !r.command);
-    if (missing) ctx.addIssue({ code: 'custom', message: `readyCmd of type ${r.type} is missing its target` });
-  });
+export const readyCheckSchema = lazySchema(() =>
+  z
+    .object({
+      type: z.enum(['port', 'url', 'file', 'process', 'command']),
+      port: z.number().int().min(1).max(65_535).nullish(),
+      url: noNul('readyCmd.url').max(2048).nullish(),
+      path: noNul('readyCmd.path').max(4096).nullish(),
+      name: noNul('readyCmd.name').max(256).nullish(),
+      processName: noNul('readyCmd.processName').max(256).nullish(),
+      command: noNul('readyCmd.command').max(8192).nullish(),
+      timeout: z.number().int().positive().max(3_600_000).nullish(),
+      interval: z.number().int().positive().max(60_000).nullish(),
+    })
+    .superRefine((r, ctx) => {
+      const missing =
+        (r.type === 'port' && r.port == null) ||
+        (r.type === 'url' && !r.url) ||
+        (r.type === 'file' && !r.path) ||
+        (r.type === 'process' && !(r.name ?? r.processName)) ||
+        (r.type === 'command' && !r.command);
+      if (missing) ctx.addIssue({ code: 'custom', message: `readyCmd of type ${r.type} is missing its target` });
+    }),
+);
 
 /** A readiness check, normalized. */
 export type ReadyCheck =
@@ -82,23 +90,25 @@ export function normalizeReadyCheck(r: z.infer<typeof readyCheckSchema>): ReadyC
 }
 
 /** One build step as either SDK sends it. */
-export const buildStepSchema = z.object({
-  type: z.enum(['COPY', 'RUN', 'ENV', 'WORKDIR', 'USER', 'CMD', 'env', 'workdir', 'copy', 'run', 'user', 'cmd']),
-  args: z.array(noNul('step argument').max(65_536)).max(1024).optional(),
-  filesHash: filesHashSchema.nullish(),
-  owner: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,32}(:[A-Za-z0-9_.-]{1,32})?$/, 'owner must be user[:group]')
-    .nullish(),
-  permissions: z
-    .string()
-    .regex(/^0?[0-7]{3,4}$/, 'permissions must be an octal mode like 0755')
-    .nullish(),
-  key: envKey.nullish(),
-  value: noNul('env value').max(65_536).nullish(),
-  path: noNul('workdir').max(4096).nullish(),
-  skipCache: z.boolean().nullish(),
-});
+export const buildStepSchema = lazySchema(() =>
+  z.object({
+    type: z.enum(['COPY', 'RUN', 'ENV', 'WORKDIR', 'USER', 'CMD', 'env', 'workdir', 'copy', 'run', 'user', 'cmd']),
+    args: z.array(noNul('step argument').max(65_536)).max(1024).optional(),
+    filesHash: filesHashSchema.nullish(),
+    owner: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,32}(:[A-Za-z0-9_.-]{1,32})?$/, 'owner must be user[:group]')
+      .nullish(),
+    permissions: z
+      .string()
+      .regex(/^0?[0-7]{3,4}$/, 'permissions must be an octal mode like 0755')
+      .nullish(),
+    key: envKey.nullish(),
+    value: noNul('env value').max(65_536).nullish(),
+    path: noNul('workdir').max(4096).nullish(),
+    skipCache: z.boolean().nullish(),
+  }),
+);
 
 /** A build step, normalized. COPY sources are the comma-split `args[0]`. */
 export type BuildStep =
@@ -118,26 +128,28 @@ export type BuildStep =
   | { kind: 'CMD'; command: string };
 
 /** `POST /v1/templates/build` body (both dialects). */
-export const buildRequestSchema = z.object({
-  name: z
-    .string()
-    .min(1)
-    .max(128)
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'name may contain letters, digits, ".", "_" and "-"'),
-  from_image: noNul('from_image').min(1, 'from_image is required').max(1024),
-  steps: z.array(buildStepSchema).max(MAX_BUILD_STEPS, `at most ${MAX_BUILD_STEPS} steps`).default([]),
-  cpu: z.number().int().min(1).max(64).nullish(),
-  memory: z.number().int().min(64).max(262_144).nullish(),
-  diskGB: z.number().int().min(1).max(1024).nullish(),
-  skipCache: z.boolean().nullish(),
-  update: z.boolean().nullish(),
-  startCmd: noNul('startCmd').max(8192).nullish(),
-  readyCmd: readyCheckSchema.nullish(),
-  agent_version: z.string().max(100).nullish(),
-  registry_credentials: z
-    .object({ type: z.string().max(32).optional(), username: z.string().max(512), password: z.string().max(4096) })
-    .nullish(),
-});
+export const buildRequestSchema = lazySchema(() =>
+  z.object({
+    name: z
+      .string()
+      .min(1)
+      .max(128)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'name may contain letters, digits, ".", "_" and "-"'),
+    from_image: noNul('from_image').min(1, 'from_image is required').max(1024),
+    steps: z.array(buildStepSchema).max(MAX_BUILD_STEPS, `at most ${MAX_BUILD_STEPS} steps`).default([]),
+    cpu: z.number().int().min(1).max(64).nullish(),
+    memory: z.number().int().min(64).max(262_144).nullish(),
+    diskGB: z.number().int().min(1).max(1024).nullish(),
+    skipCache: z.boolean().nullish(),
+    update: z.boolean().nullish(),
+    startCmd: noNul('startCmd').max(8192).nullish(),
+    readyCmd: readyCheckSchema.nullish(),
+    agent_version: z.string().max(100).nullish(),
+    registry_credentials: z
+      .object({ type: z.string().max(32).optional(), username: z.string().max(512), password: z.string().max(4096) })
+      .nullish(),
+  }),
+);
 
 /** A template build request, normalized. */
 export interface BuildRequest {
@@ -236,15 +248,17 @@ export const buildStatuses = ['building', 'active', 'failed'] as const;
 export type BuildStatus = (typeof buildStatuses)[number];
 
 /** A normalized readiness check as the server hands it to a sandbox's agent (`WARREN_READY_CHECK`). */
-export const normalizedReadyCheckSchema: z.ZodType<ReadyCheck> = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('port'),
-    port: z.number().int().min(1).max(65_535),
-    timeoutMs: z.number(),
-    intervalMs: z.number(),
-  }),
-  z.object({ type: z.literal('url'), url: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
-  z.object({ type: z.literal('file'), path: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
-  z.object({ type: z.literal('process'), name: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
-  z.object({ type: z.literal('command'), command: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
-]);
+export const normalizedReadyCheckSchema: z.ZodType<ReadyCheck> = lazySchema(() =>
+  z.discriminatedUnion('type', [
+    z.object({
+      type: z.literal('port'),
+      port: z.number().int().min(1).max(65_535),
+      timeoutMs: z.number(),
+      intervalMs: z.number(),
+    }),
+    z.object({ type: z.literal('url'), url: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
+    z.object({ type: z.literal('file'), path: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
+    z.object({ type: z.literal('process'), name: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
+    z.object({ type: z.literal('command'), command: z.string(), timeoutMs: z.number(), intervalMs: z.number() }),
+  ]),
+);
