@@ -11,10 +11,10 @@
  * also requires `http2` for type checks, another 11 ms.
  *
  * Here neither is loaded until something needs it:
- * - Hono gets a light request with `method` and `url`. Its `headers` are a web
- *   `Headers` built on first use. Its body, `signal` and body readers build a
- *   real web `Request` on first use. The routes read Node's request instead
- *   (see app-env.ts).
+ * - Hono gets a light request with `method` and `url`. Its `headers` (a web
+ *   `Headers`) and `signal` (watching Node's response) are built on first use;
+ *   its body and body readers build a real web `Request` on first use. The
+ *   routes read Node's request instead (see app-env.ts).
  * - `globalThis.Response`, which Hono constructs for every answer, is replaced
  *   for the process by {@link LightResponse}. It keeps what it was given and
  *   builds a real web `Response` only when asked for more than its status and
@@ -78,6 +78,47 @@ function headerEntries(source: HeadersSource | Headers): Array<[string, string]>
 }
 
 /**
+ * What a light stand-in for a web `Request` or `Response` reads from the real
+ * one it builds on first use ({@link native}): the body and its readers.
+ */
+abstract class WebBodyStandIn<T extends Request | Response> {
+  /** The real web object this one stands for. */
+  abstract native(): T;
+
+  get body(): ReadableStream<Uint8Array> | null {
+    return this.native().body;
+  }
+
+  get bodyUsed(): boolean {
+    return this.native().bodyUsed;
+  }
+
+  arrayBuffer(): Promise<ArrayBuffer> {
+    return this.native().arrayBuffer();
+  }
+
+  blob(): Promise<Blob> {
+    return this.native().blob();
+  }
+
+  formData(): Promise<FormData> {
+    return this.native().formData();
+  }
+
+  json(): Promise<unknown> {
+    return this.native().json();
+  }
+
+  text(): Promise<string> {
+    return this.native().text();
+  }
+
+  clone(): T {
+    return this.native().clone() as T;
+  }
+}
+
+/**
  * `Response` for a process whose answers go to Node's server: keeps the body
  * and init it was given, answers `status`, `ok`, `statusText` and `headers`
  * itself (`headers` as a web `Headers`, built on first use), and builds a
@@ -85,7 +126,7 @@ function headerEntries(source: HeadersSource | Headers): Array<[string, string]>
  * `clone()`…), after which it behaves as that one. Installed as
  * `globalThis.Response` by {@link installLightResponse}.
  */
-export class LightResponse {
+export class LightResponse extends WebBodyStandIn<Response> {
   readonly #body: BodyInit;
   readonly #status: number;
   readonly #statusText: string;
@@ -94,6 +135,7 @@ export class LightResponse {
   #native: Response | undefined;
 
   constructor(body?: BodyInit | null, init?: ResponseInit) {
+    super();
     const status = init?.status ?? 200;
     if (!Number.isInteger(status) || status < 200 || status > 599) {
       throw new RangeError(`init["status"] must be in the range of 200 to 599, inclusive (got ${status})`);
@@ -110,7 +152,7 @@ export class LightResponse {
       typeof init === 'object' && init !== null && #body in init ? init.#currentHeaders() : init?.headers;
   }
 
-  static [Symbol.hasInstance](value: unknown): boolean {
+  static override [Symbol.hasInstance](value: unknown): boolean {
     // Node's own responses (from `fetch`, say) count too; the check loads nothing.
     return (
       typeof value === 'object' &&
@@ -159,7 +201,7 @@ export class LightResponse {
   }
 
   /** The real web `Response` this one stands for; every other member reads it. */
-  native(): Response {
+  override native(): Response {
     const headers = this.#currentHeaders();
     this.#native ??= new (nativeResponse())(this.#body, {
       status: this.#status,
@@ -192,14 +234,6 @@ export class LightResponse {
     return this.#headers ?? this.#headersInit;
   }
 
-  get body(): ReadableStream<Uint8Array> | null {
-    return this.native().body;
-  }
-
-  get bodyUsed(): boolean {
-    return this.native().bodyUsed;
-  }
-
   get type(): Response['type'] {
     return this.native().type;
   }
@@ -210,30 +244,6 @@ export class LightResponse {
 
   get redirected(): boolean {
     return this.native().redirected;
-  }
-
-  arrayBuffer(): Promise<ArrayBuffer> {
-    return this.native().arrayBuffer();
-  }
-
-  blob(): Promise<Blob> {
-    return this.native().blob();
-  }
-
-  formData(): Promise<FormData> {
-    return this.native().formData();
-  }
-
-  json(): Promise<unknown> {
-    return this.native().json();
-  }
-
-  text(): Promise<string> {
-    return this.native().text();
-  }
-
-  clone(): Response {
-    return this.native().clone();
   }
 }
 
@@ -260,19 +270,25 @@ export function installLightResponse(): void {
   install();
 }
 
-/** The web `Request` Hono sees: `method` and `url` at once, the rest from a real `Request` built on first use. */
-class LightRequest {
+/**
+ * The web `Request` Hono sees: `method` and `url` at once; `headers` and
+ * `signal` built on first use, the rest from a real `Request` built on first use.
+ */
+class LightRequest extends WebBodyStandIn<Request> {
   readonly method: string;
   readonly url: string;
   readonly #incoming: IncomingMessage;
+  readonly #outgoing: ServerResponse;
   #headers: Headers | undefined;
+  #signal: AbortSignal | undefined;
   #native: Request | undefined;
-  #abort: AbortController | undefined;
 
-  constructor(incoming: IncomingMessage, url: string) {
+  constructor(incoming: IncomingMessage, outgoing: ServerResponse, url: string) {
+    super();
     this.method = incoming.method ?? 'GET';
     this.url = url;
     this.#incoming = incoming;
+    this.#outgoing = outgoing;
   }
 
   get [Symbol.toStringTag](): string {
@@ -289,60 +305,37 @@ class LightRequest {
     return this.#headers;
   }
 
-  /** The real `Request` (body from Node's request, aborted when the client goes away). */
-  native(): Request {
+  /**
+   * Aborts when the client goes away before its answer is sent (Node's
+   * response closes unfinished). Watches the response itself, so a route that
+   * only wants to know this (`POST /execute`) builds no real `Request`.
+   */
+  get signal(): AbortSignal {
+    if (this.#signal === undefined) {
+      const controller = new AbortController();
+      const outgoing = this.#outgoing;
+      const check = () => {
+        if (!outgoing.writableFinished) controller.abort();
+      };
+      if (outgoing.destroyed) check();
+      else outgoing.once('close', check);
+      this.#signal = controller.signal;
+    }
+    return this.#signal;
+  }
+
+  /** The real `Request` (body from Node's request, the same {@link signal}). */
+  override native(): Request {
     if (this.#native === undefined) {
-      this.#abort = new AbortController();
       const withBody = this.method !== 'GET' && this.method !== 'HEAD';
       this.#native = new Request(this.url, {
         method: this.method,
         headers: this.headers,
-        signal: this.#abort.signal,
+        signal: this.signal,
         ...(withBody ? { body: Readable.toWeb(this.#incoming) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
       } as RequestInit);
     }
     return this.#native;
-  }
-
-  /** Aborts the real request's signal, if there is one: the client went away before the answer ended. */
-  abort(): void {
-    this.#abort?.abort();
-  }
-
-  get body(): ReadableStream<Uint8Array> | null {
-    return this.native().body;
-  }
-
-  get bodyUsed(): boolean {
-    return this.native().bodyUsed;
-  }
-
-  get signal(): AbortSignal {
-    return this.native().signal;
-  }
-
-  arrayBuffer(): Promise<ArrayBuffer> {
-    return this.native().arrayBuffer();
-  }
-
-  blob(): Promise<Blob> {
-    return this.native().blob();
-  }
-
-  formData(): Promise<FormData> {
-    return this.native().formData();
-  }
-
-  json(): Promise<unknown> {
-    return this.native().json();
-  }
-
-  text(): Promise<string> {
-    return this.native().text();
-  }
-
-  clone(): Request {
-    return this.native().clone();
   }
 }
 
@@ -440,10 +433,7 @@ export function requestListener(fetch: FetchHandler, onError: (err: unknown) => 
       answerBare(outgoing, 400, 'Bad request target');
       return;
     }
-    const request = new LightRequest(incoming, `${ORIGIN}${target}`);
-    outgoing.once('close', () => {
-      if (!outgoing.writableFinished) request.abort();
-    });
+    const request = new LightRequest(incoming, outgoing, `${ORIGIN}${target}`);
     let answer: Response | Promise<Response>;
     try {
       answer = fetch(request as unknown as Request, { incoming, outgoing });

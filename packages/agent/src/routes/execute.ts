@@ -1,26 +1,8 @@
 import { backgroundExecuteRequestSchema, executeRequestSchema, ipythonRequestSchema } from '@warren/protocol';
 import { Hono } from 'hono';
 import type { AgentDeps } from '../deps.ts';
-import { type AppContext, type AppEnv, nodeResponse } from '../http/app-env.ts';
+import type { AppEnv } from '../http/app-env.ts';
 import { readJson, warmUpJsonBody } from '../http/body.ts';
-
-/**
- * Aborts when the client goes away before its answer is sent. On Node's
- * server it watches the response itself: `c.req.raw.signal` would build the
- * whole web Request (body stream included), a millisecond per call and
- * several on the first.
- */
-function clientGone(c: AppContext): AbortSignal {
-  const outgoing = nodeResponse(c);
-  if (outgoing === undefined) return c.req.raw.signal;
-  const controller = new AbortController();
-  const check = () => {
-    if (!outgoing.writableFinished) controller.abort();
-  };
-  if (outgoing.destroyed) check();
-  else outgoing.once('close', check);
-  return controller.signal;
-}
 
 /** A request like the SDK's `runCode`, parsed once to warm the schemas up. */
 const WARM_UP_REQUEST = { code: 'print(1)', language: 'python', timeout: 120, workdir: '/workspace' };
@@ -41,11 +23,11 @@ export function executeRoutes(deps: AgentDeps): Hono<AppEnv> {
   // A client that disconnects (e.g. the SDK's `signal`) stops its run: the kernel is interrupted, a process killed.
   app.post('/execute', async (c) => {
     const params = await readJson(c, executeRequestSchema, deps.config.maxBodyBytes);
-    return c.json(await deps.executor.execute(params, clientGone(c)));
+    return c.json(await deps.executor.execute(params, c.req.raw.signal));
   });
   app.post('/execute/ipython', async (c) => {
     const params = await readJson(c, ipythonRequestSchema, deps.config.maxBodyBytes);
-    return c.json(await deps.executor.execute(params, clientGone(c)));
+    return c.json(await deps.executor.execute(params, c.req.raw.signal));
   });
   app.post('/execute/background', async (c) => {
     const params = await readJson(c, backgroundExecuteRequestSchema, deps.config.maxBodyBytes);
