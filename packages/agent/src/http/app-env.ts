@@ -23,6 +23,18 @@ export function nodeResponse(c: AppContext): ServerResponse | undefined {
 }
 
 /**
+ * Sets `name` on the answer: on Node's response when there is one, where Hono
+ * builds no web `Headers` (whose first use loads Node's undici, see
+ * node-server.ts), else through Hono (`c.header`). Only for headers the
+ * answer's own headers never carry: those are written over Node's.
+ */
+export function setAnswerHeader(c: AppContext, name: string, value: string): void {
+  const outgoing = nodeResponse(c);
+  if (outgoing !== undefined) outgoing.setHeader(name, value);
+  else c.header(name, value);
+}
+
+/**
  * A request header as `c.req.header(name)` answers it (every value of the
  * name, joined with `, `), read from Node's raw headers when there are some:
  * `c.req.header` builds a web `Headers` of the whole request first, which

@@ -2,12 +2,12 @@ import { agentErrorBody, ErrorCode, ServiceError } from '@warren/protocol';
 import type { ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import type { AppContext, AppEnv } from './app-env.ts';
+import { type AppContext, type AppEnv, setAnswerHeader } from './app-env.ts';
 import { newRequestId } from './request-id.ts';
 
 function send(c: AppContext, err: ServiceError): Response {
   const id = c.get('requestId') ?? newRequestId();
-  c.header('X-Request-ID', id);
+  setAnswerHeader(c, 'X-Request-ID', id);
   return c.json(agentErrorBody(err, id), err.status as ContentfulStatusCode);
 }
 

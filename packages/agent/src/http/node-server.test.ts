@@ -212,30 +212,49 @@ describe('LightResponse', () => {
 });
 
 describe('start cost', () => {
-  it("serves a JSON answer without loading Node's undici (the point of this module)", () => {
+  it("serves a JSON answer and an error envelope without loading Node's undici (the point of this module)", () => {
     // A fresh process: the test runner itself has undici loaded.
+    const here = (name: string) => JSON.stringify(fileURLToPath(new URL(name, import.meta.url)));
     const script = `
       const loaded = () => process.moduleLoadList.some((m) => m.includes('undici'));
       if (loaded()) { console.log('undici loaded before the test'); process.exit(3); }
       const { createServer, request } = await import('node:http');
       const { Hono } = await import('hono');
-      const { requestListener } = await import(${JSON.stringify(fileURLToPath(new URL('./node-server.ts', import.meta.url)))});
+      const { requestListener } = await import(${here('./node-server.ts')});
+      const { requestId } = await import(${here('./request-id.ts')});
+      const { notFound } = await import(${here('./errors.ts')});
       const app = new Hono();
+      app.use('*', requestId());
+      app.notFound(notFound);
       app.get('/', (c) => c.json({ ok: 1 }));
       const server = createServer(requestListener(app.fetch, (e) => { console.log(String(e)); }));
-      server.listen(0, '127.0.0.1', () => {
-        const req = request({ host: '127.0.0.1', port: server.address().port, path: '/' }, (res) => {
+      const get = (port, path) => new Promise((resolve) => {
+        request({ host: '127.0.0.1', port, path }, (res) => {
           let body = '';
           res.on('data', (d) => { body += d; });
-          res.on('end', () => { console.log(JSON.stringify({ status: res.statusCode, body, undici: loaded() })); server.close(); });
-        });
-        req.end();
+          res.on('end', () => resolve({ status: res.statusCode, body, id: res.headers['x-request-id'] ?? null }));
+        }).end();
+      });
+      server.listen(0, '127.0.0.1', async () => {
+        const { port } = server.address();
+        const ok = await get(port, '/');
+        const missing = await get(port, '/nope');
+        console.log(JSON.stringify({
+          ok: [ok.status, ok.body, /^req_/.test(ok.id)],
+          missing: [missing.status, JSON.parse(missing.body).request_id === missing.id],
+          undici: loaded(),
+        }));
+        server.close();
       });
     `;
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       encoding: 'utf8',
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     });
-    expect(JSON.parse(out.trim().split('\n').pop() ?? '')).toEqual({ status: 200, body: '{"ok":1}', undici: false });
+    expect(JSON.parse(out.trim().split('\n').pop() ?? '')).toEqual({
+      ok: [200, '{"ok":1}', true],
+      missing: [404, true],
+      undici: false,
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import { type AppEnv, nodeResponse, requestHeader } from './app-env.ts';
+import { type AppEnv, nodeResponse, requestHeader, setAnswerHeader } from './app-env.ts';
 
 const SAFE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -30,14 +30,9 @@ export function requestId(): MiddlewareHandler<AppEnv> {
     const given = requestHeader(c, 'x-request-id');
     const id = given !== undefined && SAFE_ID.test(given) ? given : newRequestId();
     c.set('requestId', id);
-    const outgoing = nodeResponse(c);
-    if (outgoing !== undefined) {
-      outgoing.setHeader('x-request-id', id);
-      await next();
-      return;
-    }
-    c.header('X-Request-ID', id);
+    setAnswerHeader(c, 'X-Request-ID', id);
     await next();
-    c.res.headers.set('X-Request-ID', id);
+    // In-process, a route's own Response replaces the one c.header wrote on.
+    if (nodeResponse(c) === undefined) c.res.headers.set('X-Request-ID', id);
   };
 }
