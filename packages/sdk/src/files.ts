@@ -1,6 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { posix } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -10,6 +9,8 @@ import { requestOptions } from './client.ts';
 import { StreamError } from './errors.ts';
 import type { AgentLink } from './internal/agent.ts';
 import type { RequestOptions } from './internal/http.ts';
+import { multipart } from './internal/multipart.ts';
+import { takeNodeBody } from './internal/node-fetch.ts';
 import type { FrameStream } from './internal/ws.ts';
 
 /** A file or directory in the sandbox. */
@@ -52,6 +53,9 @@ export interface ReadOptions<F extends 'text' | 'bytes' | 'stream'> extends Requ
 /** Time an upload may take until the agent answers (the whole body is sent first), unless `timeoutMs` says otherwise. */
 const UPLOAD_TIMEOUT_MS = 30 * 60_000;
 
+/** Size of the pieces an upload reads and sends (fewer, larger writes cost less per byte on every hop). */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+
 /** Byte arrays up to this size are written as base64 JSON; larger ones are uploaded. */
 const INLINE_WRITE_BYTES = 4 * 1024 * 1024;
 
@@ -66,46 +70,6 @@ const changeSchema = z.looseObject({
   old_path: z.string().optional(),
   timestamp: z.string().optional(),
 });
-
-/** A multipart/form-data body with parts `path` and `file`, streamed from `content`. */
-function multipart(
-  path: string,
-  content: AsyncIterable<Uint8Array>,
-): { body: ReadableStream<Uint8Array>; type: string } {
-  const boundary = `warren-${randomBytes(12).toString('hex')}`;
-  const enc = new TextEncoder();
-  const name = posix.basename(path).replace(/["\r\n\\]/g, '_') || 'file';
-  const head = enc.encode(
-    `--${boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\n${path}\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n` +
-      'Content-Type: application/octet-stream\r\n\r\n',
-  );
-  const tail = enc.encode(`\r\n--${boundary}--\r\n`);
-  const reader = content[Symbol.asyncIterator]();
-  let stage: 'head' | 'body' | 'done' = 'head';
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (stage === 'head') {
-        stage = 'body';
-        controller.enqueue(head);
-        return;
-      }
-      if (stage === 'done') return;
-      const r = await reader.next();
-      if (r.done) {
-        stage = 'done';
-        controller.enqueue(tail);
-        controller.close();
-        return;
-      }
-      controller.enqueue(r.value);
-    },
-    cancel: async () => {
-      await reader.return?.();
-    },
-  });
-  return { body, type: `multipart/form-data; boundary=${boundary}` };
-}
 
 function toAsyncIterable(data: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   if (Symbol.asyncIterator in data) return data as AsyncIterable<Uint8Array>;
@@ -199,6 +163,7 @@ export class Files {
       method: 'GET',
       path: '/files/download',
       query: { path },
+      streamAnswer: format === 'stream',
       ...requestOptions(options),
     });
     if (format === 'bytes') return new Uint8Array(await res.arrayBuffer());
@@ -228,14 +193,15 @@ export class Files {
       );
       return { path: r.path, size: r.size };
     }
-    const source =
-      data instanceof Uint8Array
-        ? (async function* () {
-            // Slices share the array's memory: nothing is copied.
-            for (let at = 0; at < data.byteLength; at += 1024 * 1024) yield data.subarray(at, at + 1024 * 1024);
-          })()
-        : toAsyncIterable(data);
-    return this.#uploadStream(path, source, options);
+    if (data instanceof Uint8Array) {
+      // Slices share the array's memory: nothing is copied.
+      const slices = (async function* () {
+        for (let at = 0; at < data.byteLength; at += UPLOAD_CHUNK_BYTES)
+          yield data.subarray(at, at + UPLOAD_CHUNK_BYTES);
+      })();
+      return this.#uploadStream(path, slices, options, data.byteLength);
+    }
+    return this.#uploadStream(path, toAsyncIterable(data), options);
   }
 
   /**
@@ -247,7 +213,20 @@ export class Files {
     remotePath: string,
     options: RequestOptions = {},
   ): Promise<{ path: string; size: number }> {
-    return this.#uploadStream(remotePath, createReadStream(localPath, { highWaterMark: 64 * 1024 }), options);
+    const info = await stat(localPath);
+    if (!info.isFile()) {
+      // A pipe or a device: its length is known only at its end.
+      return this.#uploadStream(
+        remotePath,
+        createReadStream(localPath, { highWaterMark: UPLOAD_CHUNK_BYTES }),
+        options,
+      );
+    }
+    const content =
+      info.size === 0
+        ? (async function* (): AsyncGenerator<Uint8Array> {})()
+        : createReadStream(localPath, { highWaterMark: UPLOAD_CHUNK_BYTES, start: 0, end: info.size - 1 });
+    return this.#uploadStream(remotePath, content, options, info.size);
   }
 
   /**
@@ -256,27 +235,37 @@ export class Files {
    * @example await sandbox.files.download('/workspace/plot.png', './plot.png');
    */
   async download(remotePath: string, localPath: string, options: RequestOptions = {}): Promise<number> {
-    const stream = await this.read(remotePath, { ...options, format: 'stream' });
-    let size = 0;
-    const counted = Readable.fromWeb(stream as unknown as WebReadableStream<Uint8Array>).on('data', (c: Buffer) => {
-      size += c.byteLength;
+    const res = await this.#agent.http.send({
+      method: 'GET',
+      path: '/files/download',
+      query: { path: remotePath },
+      streamAnswer: true,
+      ...requestOptions(options),
     });
-    await pipeline(counted, createWriteStream(localPath), options.signal ? { signal: options.signal } : {});
-    return size;
+    // Straight from Node's answer to the file when it can be (no web stream between them).
+    const source =
+      takeNodeBody(res) ??
+      (res.body ? Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]));
+    const file = createWriteStream(localPath, { highWaterMark: 1024 * 1024 });
+    await pipeline(source, file, options.signal ? { signal: options.signal } : {});
+    return file.bytesWritten;
   }
 
   async #uploadStream(
     path: string,
     source: AsyncIterable<Uint8Array>,
     options: RequestOptions,
+    size?: number,
   ): Promise<{ path: string; size: number }> {
-    const { body, type } = multipart(path, source);
+    const { body, type, length } = multipart(path, source, size);
+    const headers: Record<string, string> = { 'content-type': type };
+    if (length !== undefined) headers['content-length'] = String(length);
     const r = await this.#agent.http.json(
       {
         method: 'POST',
         path: '/files/upload',
         body,
-        headers: { 'content-type': type },
+        headers,
         ...requestOptions(options),
         timeoutMs: options.timeoutMs ?? UPLOAD_TIMEOUT_MS,
       },

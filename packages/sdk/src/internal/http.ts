@@ -44,6 +44,11 @@ export interface HTTPRequest extends RequestOptions {
   body?: RequestBody | undefined;
   headers?: Record<string, string> | undefined;
   /**
+   * The answer is read as a stream (a download): the request goes over
+   * `node:http` like a streamed body does (see `streamingFetch`), unless a fetch was injected.
+   */
+  streamAnswer?: boolean | undefined;
+  /**
    * Whether sending the request twice is harmless. Only idempotent requests are
    * retried. @default true for GET, PUT and DELETE; false for POST and PATCH
    */
@@ -138,7 +143,7 @@ export class HTTPClient {
     this.baseURL = options.baseURL.replace(/\/+$/, '');
     this.#auth = options.auth;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
-    // Streamed bodies go over node:http unless a fetch was injected (see streamingFetch).
+    // Streamed bodies and answers go over node:http unless a fetch was injected (see streamingFetch).
     this.#streamFetch = options.fetch ?? streamingFetch;
     this.#maxRetries = options.maxRetries ?? 2;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
@@ -238,7 +243,7 @@ export class HTTPClient {
     if (body !== undefined) init.body = body;
     if (isStreamBody(body)) init.duplex = 'half';
     try {
-      const send = isStreamBody(body) ? this.#streamFetch : this.#fetch;
+      const send = isStreamBody(body) || req.streamAnswer ? this.#streamFetch : this.#fetch;
       const res = await send(this.url(req.path, req.query), init);
       return res;
     } catch (err) {
