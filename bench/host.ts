@@ -187,14 +187,37 @@ export function wallClockNs(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e3)) * 1000n;
 }
 
-/** `dd` write (from /dev/zero, no fsync, like the agent) and read (to /dev/null) of `bytes` in `dir`; returns ms each. */
-export async function ddTimes(dir: string, bytes: number): Promise<{ writeMs: number; readMs: number }> {
+/**
+ * `dd` write (from /dev/zero) and read (to /dev/null) of `bytes` in `dir`; returns ms each. By default through
+ * the page cache with no fsync, like the agent. With `disk`, the disk's own speed: the write ends with an
+ * `fdatasync` and the read bypasses the page cache (`O_DIRECT`).
+ */
+export async function ddTimes(
+  dir: string,
+  bytes: number,
+  { disk = false }: { disk?: boolean } = {},
+): Promise<{ writeMs: number; readMs: number }> {
   const file = join(dir, `dd-${process.pid}.bin`);
   const bs = Math.min(bytes, 1024 * 1024);
   const count = String(Math.max(1, Math.round(bytes / bs)));
   try {
-    const writeMs = await timedSpawn(['dd', 'if=/dev/zero', `of=${file}`, `bs=${bs}`, `count=${count}`, 'status=none']);
-    const readMs = await timedSpawn(['dd', `if=${file}`, 'of=/dev/null', `bs=${bs}`, 'status=none']);
+    const writeMs = await timedSpawn([
+      'dd',
+      'if=/dev/zero',
+      `of=${file}`,
+      `bs=${bs}`,
+      `count=${count}`,
+      ...(disk ? ['conv=fdatasync'] : []),
+      'status=none',
+    ]);
+    const readMs = await timedSpawn([
+      'dd',
+      `if=${file}`,
+      'of=/dev/null',
+      `bs=${bs}`,
+      ...(disk ? ['iflag=direct'] : []),
+      'status=none',
+    ]);
     return { writeMs, readMs };
   } finally {
     await rm(file, { force: true });
