@@ -91,7 +91,7 @@ export function markdown(report: Report): string {
     lines.push('', 'Targets:', '');
     for (const r of judged) {
       lines.push(
-        `- ${r.target!.met ? 'met' : '**missed**'} — ${r.section} ${r.name}: ${r.target!.text} (p50 ${num(r.stats.p50)}, p99 ${num(r.stats.p99)} ${r.unit}, errors ${r.errors})`,
+        `- ${r.target!.met ? 'met' : '**missed**'} — ${r.section} ${r.name} (${r.via}): ${r.target!.text} (p50 ${num(r.stats.p50)}, p99 ${num(r.stats.p99)} ${r.unit}, errors ${r.errors})`,
       );
     }
   }
