@@ -53,8 +53,11 @@ export interface ReadOptions<F extends 'text' | 'bytes' | 'stream'> extends Requ
 /** Time an upload may take until the agent answers (the whole body is sent first), unless `timeoutMs` says otherwise. */
 const UPLOAD_TIMEOUT_MS = 30 * 60_000;
 
-/** Size of the pieces an upload reads and sends (fewer, larger writes cost less per byte on every hop). */
-const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Size of the pieces an upload reads and sends, and of a download's write buffer: fewer, larger reads and
+ * writes cost less per byte on every hop (a download's socket is paused whenever the buffer is full).
+ */
+const TRANSFER_CHUNK_BYTES = 1024 * 1024;
 
 /** Byte arrays up to this size are written as base64 JSON; larger ones are uploaded. */
 const INLINE_WRITE_BYTES = 4 * 1024 * 1024;
@@ -159,13 +162,7 @@ export class Files {
       );
       return r.content;
     }
-    const res = await this.#agent.http.send({
-      method: 'GET',
-      path: '/files/download',
-      query: { path },
-      streamAnswer: format === 'stream',
-      ...requestOptions(options),
-    });
+    const res = await this.#download(path, options, format === 'stream');
     if (format === 'bytes') return new Uint8Array(await res.arrayBuffer());
     if (!res.body) return new ReadableStream({ start: (c) => c.close() });
     return res.body;
@@ -196,8 +193,8 @@ export class Files {
     if (data instanceof Uint8Array) {
       // Slices share the array's memory: nothing is copied.
       const slices = (async function* () {
-        for (let at = 0; at < data.byteLength; at += UPLOAD_CHUNK_BYTES)
-          yield data.subarray(at, at + UPLOAD_CHUNK_BYTES);
+        for (let at = 0; at < data.byteLength; at += TRANSFER_CHUNK_BYTES)
+          yield data.subarray(at, at + TRANSFER_CHUNK_BYTES);
       })();
       return this.#uploadStream(path, slices, options, data.byteLength);
     }
@@ -218,14 +215,14 @@ export class Files {
       // A pipe or a device: its length is known only at its end.
       return this.#uploadStream(
         remotePath,
-        createReadStream(localPath, { highWaterMark: UPLOAD_CHUNK_BYTES }),
+        createReadStream(localPath, { highWaterMark: TRANSFER_CHUNK_BYTES }),
         options,
       );
     }
     const content =
       info.size === 0
         ? (async function* (): AsyncGenerator<Uint8Array> {})()
-        : createReadStream(localPath, { highWaterMark: UPLOAD_CHUNK_BYTES, start: 0, end: info.size - 1 });
+        : createReadStream(localPath, { highWaterMark: TRANSFER_CHUNK_BYTES, start: 0, end: info.size - 1 });
     return this.#uploadStream(remotePath, content, options, info.size);
   }
 
@@ -235,20 +232,25 @@ export class Files {
    * @example await sandbox.files.download('/workspace/plot.png', './plot.png');
    */
   async download(remotePath: string, localPath: string, options: RequestOptions = {}): Promise<number> {
-    const res = await this.#agent.http.send({
-      method: 'GET',
-      path: '/files/download',
-      query: { path: remotePath },
-      streamAnswer: true,
-      ...requestOptions(options),
-    });
+    const res = await this.#download(remotePath, options, true);
     // Straight from Node's answer to the file when it can be (no web stream between them).
     const source =
       takeNodeBody(res) ??
       (res.body ? Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>) : Readable.from([]));
-    const file = createWriteStream(localPath, { highWaterMark: 1024 * 1024 });
+    const file = createWriteStream(localPath, { highWaterMark: TRANSFER_CHUNK_BYTES });
     await pipeline(source, file, options.signal ? { signal: options.signal } : {});
     return file.bytesWritten;
+  }
+
+  /** `GET /files/download`, its answer unread; `streamed` sends it over `node:http` (see `streamAnswer`). */
+  #download(path: string, options: RequestOptions, streamed: boolean): Promise<Response> {
+    return this.#agent.http.send({
+      method: 'GET',
+      path: '/files/download',
+      query: { path },
+      streamAnswer: streamed,
+      ...requestOptions(options),
+    });
   }
 
   async #uploadStream(
