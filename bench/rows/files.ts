@@ -1,4 +1,4 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Sandbox } from '@hopx-ai/sdk';
 import { Sandbox as WarrenSandbox } from '@warren/sdk';
@@ -22,8 +22,10 @@ interface Client {
   /** What the read row does with the bytes. */
   readName: string;
   upload(local: string, remote: string): Promise<unknown>;
-  /** Downloads `remote`; resolves the number of bytes received. */
-  download(remote: string, bytes: number): Promise<number>;
+  /** Downloads `remote` (the `k`-th time); resolves the number of bytes received. */
+  download(remote: string, k: number): Promise<number>;
+  /** Removes what the downloads left on the host (not timed). */
+  cleanup(): Promise<void>;
 }
 
 function mbps(bytes: number, ms: number): string {
@@ -31,25 +33,24 @@ function mbps(bytes: number, ms: number): string {
   return `${rate >= 10 ? rate.toFixed(0) : rate.toFixed(2)} MB/s`;
 }
 
-function clients(ctx: BenchContext, sb: Sandbox, warren: WarrenSandbox): Client[] {
+function clients(sb: Sandbox, warren: WarrenSandbox, downloads: string): Client[] {
   return [
     {
       via: '@hopx-ai/sdk',
       readName: 'read (files.download)',
       upload: (local, remote) => sb.files.upload(local, remote),
       download: async (remote) => (await sb.files.download(remote)).length,
+      cleanup: async () => undefined,
     },
     {
       via: '@warren/sdk',
       readName: 'read (files.download to a file)',
       upload: (local, remote) => warren.files.upload(local, remote),
-      download: async (remote, bytes) => {
-        const out = join(ctx.workDir, `download-${bytes}.bin`);
-        try {
-          return await warren.files.download(remote, out);
-        } finally {
-          await rm(out, { force: true });
-        }
+      // A new file each time, removed after the timed loop: freeing the last one's pages is not the transfer.
+      download: (remote, k) => warren.files.download(remote, join(downloads, `${k}.bin`)),
+      cleanup: async () => {
+        await rm(downloads, { recursive: true, force: true });
+        await mkdir(downloads, { recursive: true });
       },
     },
   ];
@@ -64,6 +65,8 @@ function clients(ctx: BenchContext, sb: Sandbox, warren: WarrenSandbox): Client[
 export async function fileTransfer(ctx: BenchContext, sb: Sandbox): Promise<Row[]> {
   const rows: Row[] = [];
   const warren = await WarrenSandbox.connect(sb.sandboxId, ctx.sdk);
+  const downloads = join(ctx.workDir, 'downloads');
+  await mkdir(downloads, { recursive: true });
   for (const [i, size] of SIZES.entries()) {
     const n = ctx.scale.filesN[i]!;
     const local = join(ctx.workDir, `upload-${size.bytes}.bin`);
@@ -82,7 +85,7 @@ export async function fileTransfer(ctx: BenchContext, sb: Sandbox): Promise<Row[
       diskWrite.push(d.writeMs);
       diskRead.push(d.readMs);
     }
-    for (const client of clients(ctx, sb, warren)) {
+    for (const client of clients(sb, warren, downloads)) {
       ctx.progress(`row 6: ${n} × write/read ${size.label} (${client.via})`);
       const remote = `/workspace/bench-${size.bytes}.bin`;
       const write: number[] = [];
@@ -101,7 +104,7 @@ export async function fileTransfer(ctx: BenchContext, sb: Sandbox): Promise<Row[
         try {
           read.push(
             await timed(async () => {
-              const got = await client.download(remote, size.bytes);
+              const got = await client.download(remote, k);
               if (got !== size.bytes) throw new Error(`read ${got} bytes, wrote ${size.bytes}`);
             }),
           );
@@ -110,6 +113,7 @@ export async function fileTransfer(ctx: BenchContext, sb: Sandbox): Promise<Row[
           lastError = (err as Error).message;
         }
       }
+      await client.cleanup();
       for (const [kind, samples, errors, dd, disk] of [
         ['write (files.upload)', write, writeErrors, ddWrite, diskWrite],
         [client.readName, read, readErrors, ddRead, diskRead],
