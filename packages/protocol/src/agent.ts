@@ -86,26 +86,46 @@ function definedOnly<T extends Record<string, unknown>>(obj: T): { [K in keyof T
   return out as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
+/**
+ * The fields every run request takes beside what it runs: a timeout in seconds, `workdir` (or the docs'
+ * `working_dir`) and `env`. Called inside a schema's builder, so that it stays lazy.
+ */
+function runOptionFields() {
+  return {
+    timeout: timeoutSeconds.nullish(),
+    workdir: noNul('workdir').nullish(),
+    working_dir: noNul('working_dir').nullish(),
+    env: envMapSchema.nullish(),
+  };
+}
+
+/** Those fields as run parameters: a 0 timeout is the route's default, `workdir` wins over `working_dir`. */
+function runOptions(b: {
+  timeout?: number | null | undefined;
+  workdir?: string | null | undefined;
+  working_dir?: string | null | undefined;
+  env?: EnvMap | null | undefined;
+}): { timeoutSeconds: number | undefined; workdir: string | undefined; env: EnvMap | undefined } {
+  return {
+    timeoutSeconds: b.timeout || undefined,
+    workdir: b.workdir ?? b.working_dir ?? undefined,
+    env: b.env ?? undefined,
+  };
+}
+
 /** `POST /execute` body. Accepts `workdir` and the docs' `working_dir`. */
 export const executeRequestSchema = lazySchema(() =>
   z
     .object({
       code: noNul('code'),
       language: languageSchema.nullish(),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
     })
     .transform(
       (b): ExecuteParams => ({
         code: b.code,
         language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
-        ...definedOnly({
-          timeoutSeconds: b.timeout || undefined,
-          workdir: b.workdir ?? b.working_dir ?? undefined,
-          env: b.env ?? undefined,
-        }),
+        ...definedOnly(runOptions(b)),
       }),
     ),
 );
@@ -129,19 +149,14 @@ export const commandRequestSchema = lazySchema(() =>
     .object({
       command: noNul('command').min(1, 'command must not be empty'),
       args: z.array(noNul('args')).nullish(),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
     })
     .transform(
       (b): CommandParams => ({
         command: b.command,
         ...definedOnly({
           args: b.args ?? undefined,
-          timeoutSeconds: b.timeout || undefined,
-          workdir: b.workdir ?? b.working_dir ?? undefined,
-          env: b.env ?? undefined,
+          ...runOptions(b),
         }),
       }),
     ),
@@ -163,20 +178,13 @@ export const ipythonRequestSchema = lazySchema(() =>
   z
     .object({
       code: noNul('code'),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
     })
     .transform(
       (b): ExecuteParams => ({
         code: b.code,
         language: 'python',
-        ...definedOnly({
-          timeoutSeconds: b.timeout || undefined,
-          workdir: b.workdir ?? b.working_dir ?? undefined,
-          env: b.env ?? undefined,
-        }),
+        ...definedOnly(runOptions(b)),
       }),
     ),
 );
@@ -189,10 +197,7 @@ export const backgroundExecuteRequestSchema = lazySchema(() =>
     .object({
       code: noNul('code'),
       language: languageSchema.nullish(),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
       name: processName.nullish(),
     })
     .transform(
@@ -200,9 +205,7 @@ export const backgroundExecuteRequestSchema = lazySchema(() =>
         code: b.code,
         language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
         ...definedOnly({
-          timeoutSeconds: b.timeout || undefined,
-          workdir: b.workdir ?? b.working_dir ?? undefined,
-          env: b.env ?? undefined,
+          ...runOptions(b),
           name: b.name ?? undefined,
         }),
       }),
@@ -220,10 +223,7 @@ export const backgroundCommandRequestSchema = lazySchema(() =>
     .object({
       command: noNul('command').min(1, 'command must not be empty'),
       args: z.array(noNul('args')).nullish(),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
       name: processName.nullish(),
     })
     .transform(
@@ -231,9 +231,7 @@ export const backgroundCommandRequestSchema = lazySchema(() =>
         command: b.command,
         ...definedOnly({
           args: b.args ?? undefined,
-          timeoutSeconds: b.timeout || undefined,
-          workdir: b.workdir ?? b.working_dir ?? undefined,
-          env: b.env ?? undefined,
+          ...runOptions(b),
           name: b.name ?? undefined,
         }),
       }),
@@ -370,20 +368,13 @@ export const executeStreamStartSchema = lazySchema(() =>
       type: z.literal('execute').nullish(),
       code: noNul('code'),
       language: languageSchema.nullish(),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
     })
     .transform(
       (b): ExecuteParams => ({
         code: b.code,
         language: resolveExecuteLanguage(b.language ?? 'python') ?? 'python',
-        ...definedOnly({
-          timeoutSeconds: b.timeout || undefined,
-          workdir: b.workdir ?? b.working_dir ?? undefined,
-          env: b.env ?? undefined,
-        }),
+        ...definedOnly(runOptions(b)),
       }),
     ),
 );
@@ -398,10 +389,7 @@ export const commandStreamStartSchema = lazySchema(() =>
       type: z.enum(['command', 'execute']).nullish(),
       command: noNul('command').min(1, 'command must not be empty'),
       args: z.array(noNul('args')).nullish(),
-      timeout: timeoutSeconds.nullish(),
-      workdir: noNul('workdir').nullish(),
-      working_dir: noNul('working_dir').nullish(),
-      env: envMapSchema.nullish(),
+      ...runOptionFields(),
       /** Open the command's stdin to `stdin` / `stdin_close` frames (otherwise it reads /dev/null). */
       stdin: z.boolean().nullish(),
     })
@@ -410,9 +398,7 @@ export const commandStreamStartSchema = lazySchema(() =>
       stdin: b.stdin === true,
       ...definedOnly({
         args: b.args ?? undefined,
-        timeoutSeconds: b.timeout || undefined,
-        workdir: b.workdir ?? b.working_dir ?? undefined,
-        env: b.env ?? undefined,
+        ...runOptions(b),
       }),
     })),
 );
