@@ -433,27 +433,20 @@ export function requestListener(fetch: FetchHandler, onError: (err: unknown) => 
       answerBare(outgoing, 400, 'Bad request target');
       return;
     }
+    const fail = (err: unknown) => {
+      onError(err);
+      answerBare(outgoing, 500, 'Internal error');
+    };
     const request = new LightRequest(incoming, outgoing, `${ORIGIN}${target}`);
     let answer: Response | Promise<Response>;
     try {
       answer = fetch(request as unknown as Request, { incoming, outgoing });
     } catch (err) {
-      onError(err);
-      answerBare(outgoing, 500, 'Internal error');
+      fail(err);
       return;
     }
-    const write = (response: Response) =>
-      writeResponse(response, outgoing).catch((err: unknown) => {
-        onError(err);
-        answerBare(outgoing, 500, 'Internal error');
-      });
-    if (answer instanceof Promise) {
-      answer.then(write, (err: unknown) => {
-        onError(err);
-        answerBare(outgoing, 500, 'Internal error');
-      });
-    } else {
-      void write(answer);
-    }
+    const write = (response: Response) => writeResponse(response, outgoing).catch(fail);
+    if (answer instanceof Promise) answer.then(write, fail);
+    else void write(answer);
   };
 }
