@@ -1,14 +1,16 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Sandbox } from '@hopx-ai/sdk';
+import { agentHealth, createSandbox } from './api.ts';
 import { timed } from './stats.ts';
 
 /**
  * A stand-in for Warren that answers the official SDK's calls at once with
- * canned bodies (a sandbox to create and look up, `/commands/run`,
- * `/execute`): timing `Sandbox.commands.run` or `runCode` against it gives
- * the SDK's own cost on this machine — axios, a new loopback TCP connection
- * per call, JSON both ways — with no sandbox behind it.
+ * canned bodies (a sandbox to create and look up, an agent's `/health`,
+ * `/commands/run`, `/execute`): timing `Sandbox.commands.run` or `runCode`
+ * against it gives the SDK's own cost on this machine — axios, a new loopback
+ * TCP connection per call, JSON both ways — with no sandbox behind it; the
+ * bench's own HTTP client ({@link httpAloneCreateSamples}) likewise.
  */
 export async function withTrivialServer<T>(fn: (sdk: { baseURL: string; apiKey: string }) => Promise<T>): Promise<T> {
   const now = () => new Date().toISOString();
@@ -21,6 +23,7 @@ export async function withTrivialServer<T>(fn: (sdk: { baseURL: string; apiKey: 
       token_expires_at: new Date(Date.now() + 86_400_000).toISOString(), // the SDK refreshes below one hour
       public_host: baseURL,
     }),
+    'GET /health': () => ({ status: 'healthy', agent: 'trivial', version: '0', uptime_seconds: 1 }),
     'GET /v1/sandboxes/sbtrivial000000': () => ({
       id: 'sbtrivial000000',
       status: 'running',
@@ -52,9 +55,11 @@ export async function withTrivialServer<T>(fn: (sdk: { baseURL: string; apiKey: 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     req.resume();
     req.on('end', () => {
-      const answer = answers[`${req.method} ${(req.url ?? '').split('?')[0]}`];
+      const key = `${req.method} ${(req.url ?? '').split('?')[0]}`;
+      const answer = answers[key];
       const body = JSON.stringify(answer ? answer() : { error: 'not found', code: 'NOT_FOUND' });
-      res.writeHead(answer ? 200 : 404, {
+      // Warren answers a create with 201, as Hopx does; the bench's raw client checks for it.
+      res.writeHead(answer ? (key === 'POST /v1/sandboxes' ? 201 : 200) : 404, {
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),
       });
@@ -80,5 +85,27 @@ export async function sdkAloneSamples(n: number): Promise<{ command: number[]; c
     for (let i = 0; i < n; i++) command.push(await timed(() => sb.commands.run('true')));
     for (let i = 0; i < n; i++) code.push(await timed(() => sb.runCode('1')));
     return { command, code };
+  });
+}
+
+/**
+ * Row 1's client alone: the bench's raw HTTP create (`POST /v1/sandboxes`) and
+ * agent `/health` (global `fetch`, keep-alive) against {@link withTrivialServer},
+ * `n` times, `gapMs` apart as the warm creates are (they wait for the pool's
+ * refill): what the client and the loopback cost with no Warren behind them.
+ */
+export async function httpAloneCreateSamples(n: number, gapMs: number): Promise<number[]> {
+  return withTrivialServer(async (api) => {
+    const samples: number[] = [];
+    for (let i = 0; i < n; i++) {
+      await new Promise((r) => setTimeout(r, gapMs));
+      samples.push(
+        await timed(async () => {
+          const sb = await createSandbox(api, 'base');
+          await agentHealth(api, sb);
+        }),
+      );
+    }
+    return samples;
   });
 }

@@ -5,6 +5,7 @@ import { agentHealth, createSandbox, deleteSandbox, waitUntil } from '../api.ts'
 import type { BenchContext } from '../context.ts';
 import { timedSpawn } from '../host.ts';
 import type { Row } from '../report.ts';
+import { httpAloneCreateSamples } from '../sdk-floor.ts';
 import { summarize, timed } from '../stats.ts';
 
 /** `crun run` of /bin/true on a template's root filesystem, `n` times in sequence. */
@@ -57,12 +58,17 @@ export function poolFull(ctx: BenchContext, template: string, size: number): Pro
   return waitUntil(`warm pool ${template}=${size}`, () => ctx.server.pooled(template) >= size, 180_000);
 }
 
+/** Gap between the client-alone creates: at least what a warm create waits for the pool's refill. */
+const CLIENT_ALONE_GAP_MS = 100;
+
 /** Row 1, warm: every create claims a pooled sandbox (the bench waits for the pool to refill between creates). */
 export async function createWarm(ctx: BenchContext, poolSize: number): Promise<Row[]> {
   const n = ctx.scale.createN;
   ctx.progress(`row 1: ${n} warm creates (base)`);
   const r = await createLoop(ctx, 'base', n, () => poolFull(ctx, 'base', poolSize));
+  ctx.progress('floors: bare crun run, the same two requests against a trivial local server');
   const floor = await crunRunFloor(ctx, 'base', Math.min(n, 50));
+  const alone = await httpAloneCreateSamples(n, CLIENT_ALONE_GAP_MS);
   const stats = summarize(r.create);
   return [
     {
@@ -75,6 +81,15 @@ export async function createWarm(ctx: BenchContext, poolSize: number): Promise<R
       floor: { name: 'bare `crun run true`, same rootfs', stats: summarize(floor) },
       target: { text: 'p50 ≤ 5 ms, p99 ≤ 20 ms', met: stats.p50 <= 5 && stats.p99 <= 20 },
       note: 'pool refilled before each create',
+    },
+    {
+      section: 1,
+      name: "the same POST + GET /health against a trivial local server (the client's own cost, no Warren)",
+      via: 'HTTP',
+      unit: 'ms',
+      stats: summarize(alone),
+      errors: 0,
+      note: `canned answers from a Node HTTP server in the bench process, ${CLIENT_ALONE_GAP_MS} ms apart`,
     },
   ];
 }
