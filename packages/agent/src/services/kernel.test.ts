@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -273,5 +274,72 @@ describe('KernelService.whenWarm', () => {
     expect(warm.state).toBe('idle');
     expect(warm.available).toBe(true);
     expect(warm.sessions()[0]).toMatchObject({ execution_state: 'idle', execution_count: 0 });
+  });
+});
+
+describe('kernel_bridge.py itself', () => {
+  /** Runs the real bridge with python3 `-S` (no site-packages, so no Jupyter on any host) and stdin closed. */
+  function runBridge(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const bridge = loadConfig({ WARREN_SANDBOX_ID: 'sb-kernel', WARREN_AGENT_TOKEN_KEY: '00' }).kernelBridgePath;
+    return new Promise((resolve, reject) => {
+      const child = spawn('python3', ['-S', '-X', 'importtime', bridge], {
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => {
+        stdout += c.toString();
+      });
+      child.stderr.on('data', (c: Buffer) => {
+        stderr += c.toString();
+      });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  /** The bridge's protocol lines (its stdout), parsed. */
+  function jsonLines(stdout: string): unknown[] {
+    return stdout
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as unknown);
+  }
+
+  it('answers "unavailable" without Jupyter before importing anything of its own', async () => {
+    const { code, stdout, stderr } = await runBridge({});
+    expect(code).toBe(3);
+    expect(jsonLines(stdout)).toEqual([
+      { event: 'unavailable', reason: "ModuleNotFoundError: No module named 'ipykernel'" },
+    ]);
+    // -X importtime lists every module imported after start-up: none of the bridge's own imports ran.
+    expect(stderr).toMatch(/import time:/);
+    expect(stderr).not.toMatch(/\| +(subprocess|ast|hmac|json)$/m);
+  });
+
+  it('goes on to start the kernel when both Jupyter packages can be found', async () => {
+    const fake = join(dir, 'fake-jupyter');
+    for (const name of ['ipykernel', 'jupyter_client']) {
+      await mkdir(join(fake, name), { recursive: true });
+      await writeFile(join(fake, name, '__init__.py'), "__version__ = '0-fake'\n");
+    }
+    const { code, stdout } = await runBridge({ PYTHONPATH: fake });
+    const events = jsonLines(stdout);
+    expect(events[0]).toMatchObject({ event: 'hello', ipykernel: '0-fake', jupyter_client: '0-fake' });
+    // The stand-in jupyter_client has no KernelManager: the start fails as any broken install would.
+    expect(events[1]).toMatchObject({ event: 'failed' });
+    expect(code).toBe(4);
+  });
+
+  it('names jupyter_client when only ipykernel can be found', async () => {
+    const fake = join(dir, 'fake-ipykernel-only');
+    await mkdir(join(fake, 'ipykernel'), { recursive: true });
+    await writeFile(join(fake, 'ipykernel', '__init__.py'), "__version__ = '0-fake'\n");
+    const { code, stdout } = await runBridge({ PYTHONPATH: fake });
+    expect(code).toBe(3);
+    expect(jsonLines(stdout)).toEqual([
+      { event: 'unavailable', reason: "ModuleNotFoundError: No module named 'jupyter_client'" },
+    ]);
   });
 });
