@@ -141,6 +141,22 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
     await sb.runCode('x = 41\ncounter = 15');
   });
 
+  it('starts the kernel as `python -m ipykernel_launcher` would, without loading the debugger', async () => {
+    // The restarted kernel above went through the same launcher as the first one.
+    const r = await sb.runCode(
+      [
+        'import os, sys',
+        'print(any(m.startswith(("debugpy", "_pydevd")) for m in sys.modules))',
+        'print(sys.argv[0].endswith("/ipykernel_launcher.py"), sys.argv[1])',
+        'print(sys.path[0] == os.getcwd())',
+        'import debugpy',
+        'print(bool(debugpy.__version__))',
+      ].join('\n'),
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('False\nTrue -f\nTrue\nTrue\n');
+  });
+
   it('bounds a print flood: truncated, timed out, and the agent RSS stays bounded', async () => {
     const rss: number[] = [(await snapshot(sb)).agent.rss_bytes];
     for (let round = 0; round < 6; round++) {

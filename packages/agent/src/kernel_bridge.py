@@ -61,6 +61,22 @@ KERNEL_READY_TIMEOUT_S = 60
 SILENT_CALL_TIMEOUT_S = 30
 REPLY_AFTER_IDLE_TIMEOUT_S = 5
 
+# The kernel's start (`python -m ipykernel_launcher`) with debugpy hidden while ipykernel loads: ipykernel
+# imports it for its debugger whenever it can (~110-180 ms of a kernel's start in a sandbox), and nothing
+# reaches that debugger through the bridge. Unhidden before any user code runs, so `import debugpy` works;
+# sys.path and sys.argv end up as `-m` leaves them (the working directory first; the launcher's file).
+KERNEL_LAUNCHER = """
+import importlib.util, os, sys
+if sys.path[0] == "":
+    sys.path[0] = os.getcwd()
+sys.argv[0] = importlib.util.find_spec("ipykernel_launcher").origin
+sys.modules["debugpy"] = None
+import ipykernel.ipkernel
+del sys.modules["debugpy"]
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
 # Installed in the kernel once per start: a private module `_warren` that
 # applies a run's environment and working directory and caps what print()
 # can push through the kernel, so a flood never floods the bridge.
@@ -403,6 +419,9 @@ class Bridge:
                     pass
         self.env = kernel_env()
         self.km = KernelManager(kernel_name="python3")
+        spec = self.km.kernel_spec
+        if spec is not None and spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
+            spec.argv = [spec.argv[0], "-c", KERNEL_LAUNCHER, *spec.argv[3:]]
         self.km.connection_file = os.path.join(runtime_dir, "kernel-%d.json" % os.getpid())
         self.ch = None
         # Whether the kernel applies a run's env/cwd itself (KERNEL_SETUP's hook); otherwise silent calls do.
