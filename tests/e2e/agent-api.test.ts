@@ -141,20 +141,20 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
     await sb.runCode('x = 41\ncounter = 15');
   });
 
-  it('starts the kernel as `python -m ipykernel_launcher` would, without loading the debugger', async () => {
+  it('starts the kernel as `python -m ipykernel_launcher` would, without loading debugpy or jedi', async () => {
     // The restarted kernel above went through the same launcher as the first one.
     const r = await sb.runCode(
       [
         'import os, sys',
-        'print(any(m.startswith(("debugpy", "_pydevd")) for m in sys.modules))',
+        'print(any(m.startswith(("debugpy", "_pydevd", "jedi")) for m in sys.modules))',
         'print(sys.argv[0].endswith("/ipykernel_launcher.py"), sys.argv[1])',
         'print(sys.path[0] == os.getcwd())',
-        'import debugpy',
-        'print(bool(debugpy.__version__))',
+        'import debugpy, jedi',
+        'print(bool(debugpy.__version__), bool(jedi.__version__))',
       ].join('\n'),
     );
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('False\nTrue -f\nTrue\nTrue\n');
+    expect(r.stdout).toBe('False\nTrue -f\nTrue\nTrue True\n');
   });
 
   it('bounds a print flood: truncated, timed out, and the agent RSS stays bounded', async () => {

@@ -60,20 +60,26 @@ EXIT_WARNING = re.compile(r"^.*UserWarning: To exit: use 'exit', 'quit', or Ctrl
 KERNEL_READY_TIMEOUT_S = 60
 SILENT_CALL_TIMEOUT_S = 30
 REPLY_AFTER_IDLE_TIMEOUT_S = 5
+# How often the bridge's sockets try to reach a kernel that is not listening yet.
+RECONNECT_IVL_MS = 10
 
-# The kernel's start (`python -m ipykernel_launcher`) with debugpy hidden while ipykernel loads: ipykernel
-# imports it for its debugger whenever it can (~110-180 ms of a kernel's start in a sandbox), and nothing
-# reaches that debugger through the bridge. Unhidden before any user code runs, so `import debugpy` works;
+# The kernel's start (`python -m ipykernel_launcher`) with two packages hidden while ipykernel and IPython load:
+# debugpy, which ipykernel imports for its debugger, and jedi, which IPython's completer imports for completions
+# (~110-180 and ~95 ms of a kernel's start in a sandbox). Nothing reaches either through the bridge, which sends
+# only executions. Both are unhidden before any user code runs, so `import debugpy` and `import jedi` work;
 # sys.path and sys.argv end up as `-m` leaves them (the working directory first; the launcher's file).
 KERNEL_LAUNCHER = """
 import importlib.util, os, sys
 if sys.path[0] == "":
     sys.path[0] = os.getcwd()
 sys.argv[0] = importlib.util.find_spec("ipykernel_launcher").origin
-sys.modules["debugpy"] = None
+hidden = ("debugpy", "jedi")
+for name in hidden:
+    sys.modules[name] = None
 import ipykernel.ipkernel
-del sys.modules["debugpy"]
 from ipykernel import kernelapp
+for name in hidden:
+    del sys.modules[name]
 kernelapp.launch_new_instance()
 """
 
@@ -354,10 +360,14 @@ class Channels:
 
         self.shell = self.context.socket(zmq.DEALER)
         self.shell.linger = 0
+        # A kernel still starting has not bound its ports yet: ZeroMQ tries again every RECONNECT_IVL (100 ms
+        # by default), which would round every kernel start up to the next try.
+        self.shell.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         self.shell.setsockopt(zmq.IDENTITY, self.session.bsession)
         self.shell.connect(url(info["shell_port"]))
         self.iopub = self.context.socket(zmq.SUB)
         self.iopub.linger = 0
+        self.iopub.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self.iopub.connect(url(info["iopub_port"]))
         self.poller = zmq.Poller()
