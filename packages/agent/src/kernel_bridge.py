@@ -701,7 +701,7 @@ def kernel_env():
 
 def main():
     global PROTOCOL_OUT
-    # debugpy (imported by ipykernel) warns about frozen modules on stderr otherwise.
+    # debugpy, when user code imports it in the kernel, warns about frozen modules on stderr otherwise.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     PROTOCOL_OUT = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # stray prints (ours or a library's) go to stderr, never into the protocol
