@@ -157,6 +157,27 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
     expect(r.stdout).toBe('False\nTrue -f\nTrue\nTrue True\n');
   });
 
+  it("finds the kernel's spec as jupyter_client does, without importing IPython or ipykernel's kernel", async () => {
+    const script = [
+      'import json, sys',
+      'sys.path.insert(0, "/.warren/agent")',
+      'import kernel_bridge',
+      'spec = kernel_bridge.kernel_spec_manager().get_kernel_spec("python3")',
+      'heavy = [m for m in ("IPython", "ipykernel.kernelspec", "debugpy") if m in sys.modules]',
+      'from jupyter_client.kernelspec import KernelSpecManager',
+      'theirs = KernelSpecManager().get_kernel_spec("python3")',
+      'print(json.dumps([heavy, spec.resource_dir == theirs.resource_dir, spec.argv == theirs.argv, spec.argv]))',
+    ].join('\n');
+    // jupyter_client's own lookup (the comparison) does import debugpy, which warns on stderr without this.
+    const r = await sb.commands.run(`PYDEVD_DISABLE_FILE_VALIDATION=1 python3 -c '${script}'`);
+    expect(r.stderr).toBe('');
+    const [heavy, sameDir, sameArgv, argv] = JSON.parse(r.stdout) as [string[], boolean, boolean, string[]];
+    expect(heavy).toEqual([]);
+    expect(sameDir).toBe(true);
+    expect(sameArgv).toBe(true);
+    expect(argv.slice(1)).toEqual(['-m', 'ipykernel_launcher', '-f', '{connection_file}']);
+  });
+
   it('bounds a print flood: truncated, timed out, and the agent RSS stays bounded', async () => {
     const rss: number[] = [(await snapshot(sb)).agent.rss_bytes];
     for (let round = 0; round < 6; round++) {

@@ -428,7 +428,7 @@ class Bridge:
                 except OSError:
                     pass
         self.env = kernel_env()
-        self.km = KernelManager(kernel_name="python3")
+        self.km = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager())
         spec = self.km.kernel_spec
         if spec is not None and spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
             spec.argv = [spec.argv[0], "-c", KERNEL_LAUNCHER, *spec.argv[3:]]
@@ -684,6 +684,35 @@ def execute_content(code, silent, store_history=None):
 def setup_error(rid, ename, evalue):
     return {"event": "result", "id": rid, "status": "error", "stdout": "", "stderr": "",
             "error": {"ename": ename, "evalue": evalue, "traceback": []}}
+
+
+def kernel_spec_manager():
+    """jupyter_client's KernelSpecManager, finding an installed kernel.json without importing IPython or ipykernel.
+
+    To look up `python3` jupyter_client imports IPython (for ~/.ipython/kernels) and ipykernel.kernelspec
+    (which loads ipykernel's kernel, IPython and debugpy, to recognise ipykernel's built-in spec): 300-400 ms of
+    the bridge's start in a sandbox before the kernel is launched, for modules only the kernel uses. Here the
+    same directories are searched in the same order, the IPython one named as IPython names it; a spec found in
+    none of them (ipykernel's built-in one) is left to jupyter_client, imports and all.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.provisioning import KernelProvisionerFactory
+    from jupyter_core.paths import jupyter_path
+
+    class BridgeKernelSpecManager(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name):
+            for kernel_dir in self.kernel_dirs:
+                resource_dir = os.path.join(kernel_dir, kernel_name)
+                if os.path.isfile(os.path.join(resource_dir, "kernel.json")):
+                    spec = self.kernel_spec_class.from_resource_dir(resource_dir)
+                    if not KernelProvisionerFactory.instance(parent=self.parent).is_provisioner_available(spec):
+                        raise NoSuchKernel(kernel_name)
+                    return spec
+            return super().get_kernel_spec(kernel_name)
+
+    ipython_dir = os.environ.get("IPYTHONDIR") or os.environ.get("IPYTHON_DIR") or "~/.ipython"
+    ipython_kernels = os.path.join(os.path.normpath(os.path.expanduser(ipython_dir)), "kernels")
+    return BridgeKernelSpecManager(kernel_dirs=[*jupyter_path("kernels"), ipython_kernels])
 
 
 def kernel_env():
