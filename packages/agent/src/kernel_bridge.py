@@ -31,8 +31,14 @@ import sys
 
 
 def importable(name):
-    """Whether `import name` (a top-level module) would find it: the finders `import` asks, nothing imported."""
-    return any(finder.find_spec(name, None) is not None for finder in sys.meta_path if hasattr(finder, "find_spec"))
+    """Whether `import name` (a top-level module) would find it: the finders `import` asks, nothing imported.
+
+    A finder that fails counts as finding it, so that the import itself decides (and reports) as before.
+    """
+    try:
+        return any(finder.find_spec(name, None) is not None for finder in sys.meta_path if hasattr(finder, "find_spec"))
+    except Exception:  # noqa: BLE001 - left to the import in main()
+        return True
 
 
 # A template without Jupyter (`base`) gets its answer before the imports below, which cost a sandbox twice

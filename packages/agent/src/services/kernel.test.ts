@@ -318,6 +318,30 @@ describe('kernel_bridge.py itself', () => {
     expect(stderr).not.toMatch(/\| +(subprocess|ast|hmac|json)$/m);
   });
 
+  it('leaves the answer to the import when a finder fails on a Jupyter package', async () => {
+    const bridge = loadConfig({ WARREN_SANDBOX_ID: 'sb-kernel', WARREN_AGENT_TOKEN_KEY: '00' }).kernelBridgePath;
+    const wrapper = [
+      'import runpy, sys',
+      'class Failing:',
+      '    def find_spec(self, name, path, target=None):',
+      '        if name in ("ipykernel", "jupyter_client"):',
+      '            raise RuntimeError("a broken finder")',
+      'sys.meta_path.insert(0, Failing())',
+      `runpy.run_path(${JSON.stringify(bridge)}, run_name="__main__")`,
+    ].join('\n');
+    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+      const child = spawn('python3', ['-S', '-c', wrapper], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString();
+      });
+      child.on('error', reject);
+      child.on('close', (exitCode) => resolve({ code: exitCode, stdout: out }));
+    });
+    expect(code).toBe(3);
+    expect(jsonLines(stdout)).toEqual([{ event: 'unavailable', reason: 'RuntimeError: a broken finder' }]);
+  });
+
   it('goes on to start the kernel when both Jupyter packages can be found', async () => {
     const fake = join(dir, 'fake-jupyter');
     for (const name of ['ipykernel', 'jupyter_client']) {
