@@ -137,6 +137,12 @@ describe('agent API (kernel, background, streams, terminal, watch, metrics) on a
     expect(r.stderr).toContain('restarted');
     const next = await sb.runCode('print("doomed" in globals())');
     expect(next.stdout).toBe('False\n');
+    // Again: the first kernel was launched by the bridge itself, the second by jupyter_client, which restarts it.
+    await sb.runCode('doomed = 2');
+    const again = await sb.runCode('import os\nos._exit(3)');
+    expect(again.success).toBe(false);
+    expect(again.stderr).toContain('restarted');
+    expect((await sb.runCode('print("doomed" in globals())')).stdout).toBe('False\n');
     // Keep the state later tests use.
     await sb.runCode('x = 41\ncounter = 15');
   });

@@ -57,6 +57,7 @@ import hmac  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -422,34 +423,36 @@ class Channels:
 
 
 class Bridge:
-    def __init__(self):
+    def __init__(self, connection_file, env, early=None):
         from jupyter_client import KernelManager
 
-        runtime_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), ".warren-kernel")
-        os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
-        for name in os.listdir(runtime_dir):
-            if name.startswith("kernel-") and name.endswith(".json"):
-                try:
-                    os.unlink(os.path.join(runtime_dir, name))
-                except OSError:
-                    pass
-        self.env = kernel_env()
+        self.env = env
         self.km = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_spec_manager())
         spec = self.km.kernel_spec
         if spec is not None and spec.argv[1:3] == ["-m", "ipykernel_launcher"]:
             spec.argv = [spec.argv[0], "-c", KERNEL_LAUNCHER, *spec.argv[3:]]
-        self.km.connection_file = os.path.join(runtime_dir, "kernel-%d.json" % os.getpid())
+        self.km.connection_file = connection_file
+        # The first kernel when the bridge launched it itself (EarlyKernel): jupyter_client takes over from the
+        # first restart on, with the same ports and key.
+        self.early = early
+        if early is not None:
+            self.km.load_connection_file(connection_file)
+            self.km.kernel_id = early.kernel_id
         self.ch = None
         # Whether the kernel applies a run's env/cwd itself (KERNEL_SETUP's hook); otherwise silent calls do.
         self.hooked = False
 
     def kernel_pid(self):
+        if self.early is not None:
+            return self.early.process.pid
         provisioner = getattr(self.km, "provisioner", None)
         process = getattr(provisioner, "process", None) or getattr(self.km, "kernel", None)
         return getattr(process, "pid", None)
 
     def alive(self):
         """Whether the kernel process runs; a Popen poll where there is one (km.is_alive spins an event loop)."""
+        if self.early is not None:
+            return self.early.process.poll() is None
         provisioner = getattr(self.km, "provisioner", None)
         process = getattr(provisioner, "process", None) or getattr(self.km, "kernel", None)
         if process is not None and hasattr(process, "poll"):
@@ -460,10 +463,16 @@ class Bridge:
         if self.ch is not None:
             self.ch.close()
             self.ch = None
-        if restarted:
-            self.km.restart_kernel(now=True, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        else:
-            self.km.start_kernel(env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        if restarted and self.early is not None:
+            # jupyter_client did not launch the first kernel, so it starts the next one afresh.
+            self.early.kill()
+            self.early = None
+            self.km.start_kernel(env=self.env, **quiet)
+        elif restarted:
+            self.km.restart_kernel(now=True, env=self.env, **quiet)
+        elif self.early is None:
+            self.km.start_kernel(env=self.env, **quiet)
         self.ch = Channels(self.km)
         self.wait_for_ready(KERNEL_READY_TIMEOUT_S)
         self.silent_call(None, code=KERNEL_SETUP)
@@ -675,7 +684,11 @@ class Bridge:
         try:
             if self.ch is not None:
                 self.ch.close()
-            self.km.shutdown_kernel(now=True)
+            if self.early is not None:
+                self.early.kill()
+                os.unlink(self.km.connection_file)
+            else:
+                self.km.shutdown_kernel(now=True)
         except Exception:  # noqa: BLE001 - exiting anyway
             pass
 
@@ -716,9 +729,102 @@ def kernel_spec_manager():
                     return spec
             return super().get_kernel_spec(kernel_name)
 
+    return BridgeKernelSpecManager(kernel_dirs=kernel_dirs())
+
+
+def kernel_dirs():
+    """Where jupyter_client looks for kernel specs, in order: jupyter_path's, then IPython's (named as IPython does)."""
+    from jupyter_core.paths import jupyter_path
+
     ipython_dir = os.environ.get("IPYTHONDIR") or os.environ.get("IPYTHON_DIR") or "~/.ipython"
-    ipython_kernels = os.path.join(os.path.normpath(os.path.expanduser(ipython_dir)), "kernels")
-    return BridgeKernelSpecManager(kernel_dirs=[*jupyter_path("kernels"), ipython_kernels])
+    return [*jupyter_path("kernels"), os.path.join(os.path.normpath(os.path.expanduser(ipython_dir)), "kernels")]
+
+
+def kernel_connection_file():
+    """This bridge's kernel connection file, in a private directory cleared of the files earlier bridges left."""
+    runtime_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), ".warren-kernel")
+    os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+    for name in os.listdir(runtime_dir):
+        if name.startswith("kernel-") and name.endswith(".json"):
+            try:
+                os.unlink(os.path.join(runtime_dir, name))
+            except OSError:
+                pass
+    return os.path.join(runtime_dir, "kernel-%d.json" % os.getpid())
+
+
+class EarlyKernel:
+    """The first kernel, launched by the bridge before it imports jupyter_client (100-150 ms in a sandbox).
+
+    Only for the usual spec, a `python3/kernel.json` whose argv is `<python> -m ipykernel_launcher -f
+    {connection_file}`, with no env and jupyter_client's own (local) provisioner; any other is left to
+    jupyter_client. Launched as jupyter_client's launcher would: KERNEL_LAUNCHER in place of `-m`, the
+    connection file written first (free loopback ports, a random key), a session of its own so the agent can
+    signal its process group, stdio on /dev/null, JPY_PARENT_PID set and PYTHONEXECUTABLE dropped.
+    """
+
+    def __init__(self, process, kernel_id):
+        self.process = process
+        self.kernel_id = kernel_id
+
+    @classmethod
+    def launch(cls, connection_file, env):
+        """The launched kernel, or None when the spec is not the usual one (or cannot be read)."""
+        import socket
+        import uuid
+
+        try:
+            argv = None
+            for kernel_dir in kernel_dirs():
+                spec_file = os.path.join(kernel_dir, "python3", "kernel.json")
+                if os.path.isfile(spec_file):
+                    with open(spec_file, encoding="utf-8") as f:
+                        spec = json.load(f)
+                    provisioner = spec.get("metadata", {}).get("kernel_provisioner", {}).get("provisioner_name")
+                    usual = (
+                        spec.get("argv", [])[1:] == ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
+                        and not spec.get("env")
+                        and provisioner in (None, "local-provisioner")
+                    )
+                    python = os.path.expanduser(spec["argv"][0])
+                    if python in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
+                        python = sys.executable  # as jupyter_client's format_kernel_cmd does
+                    argv = [python, "-c", KERNEL_LAUNCHER, "-f", connection_file] if usual else None
+                    break
+        except Exception:  # noqa: BLE001 - anything unusual is left to jupyter_client, which reports it
+            return None
+        if argv is None:
+            return None
+        sockets = [socket.socket() for _ in range(5)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            ports = [sock.getsockname()[1] for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+        info = dict(zip(("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"), ports))
+        info.update(ip="127.0.0.1", key=uuid.uuid4().hex, transport="tcp", signature_scheme="hmac-sha256",
+                    kernel_name="python3")
+        fd = os.open(connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(info, f)
+        env = dict(env, JPY_PARENT_PID=str(os.getpid()))
+        env.pop("PYTHONEXECUTABLE", None)
+        try:
+            process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:  # jupyter_client tries the same and reports why it failed
+            return None
+        return cls(process, str(uuid.uuid4()))
+
+    def kill(self):
+        """Kills the kernel's process group (as jupyter_client's restart does) and reaps the kernel."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.process.wait()
 
 
 def kernel_env():
@@ -741,18 +847,26 @@ def main():
     PROTOCOL_OUT = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # stray prints (ours or a library's) go to stderr, never into the protocol
     sys.stdout = sys.stderr
+    connection_file = kernel_connection_file()
+    env = kernel_env()
+    # The kernel's own start is the longest part: under way before the bridge's imports below.
+    early = EarlyKernel.launch(connection_file, env)
     try:
         import ipykernel
         import jupyter_client
     except Exception as exc:  # noqa: BLE001 - any import failure means no kernel
+        if early is not None:
+            early.kill()
         send({"event": "unavailable", "reason": "%s: %s" % (type(exc).__name__, exc)})
         return 3
     send({"event": "hello", "ipykernel": ipykernel.__version__, "jupyter_client": jupyter_client.__version__,
           "python": sys.version.split()[0]})
     try:
-        bridge = Bridge()
+        bridge = Bridge(connection_file, env, early)
         bridge.start()
     except Exception as exc:  # noqa: BLE001 - reported to the agent
+        if early is not None:
+            early.kill()
         send({"event": "failed", "reason": "kernel start failed: %s: %s" % (type(exc).__name__, exc)})
         return 4
     try:

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -354,6 +354,72 @@ describe('kernel_bridge.py itself', () => {
     // The stand-in jupyter_client has no KernelManager: the start fails as any broken install would.
     expect(events[1]).toMatchObject({ event: 'failed' });
     expect(code).toBe(4);
+  });
+
+  it('launches the usual kernel spec itself before importing jupyter_client, as jupyter_client would', async () => {
+    const fake = join(dir, 'fake-early');
+    const report = join(fake, 'kernel-report.json');
+    const files: Record<string, string> = {
+      'jupyter_core/__init__.py': '',
+      'jupyter_core/paths.py': `def jupyter_path(*parts):\n    return [${JSON.stringify(join(fake, 'share'))} + "/" + "/".join(parts)]\n`,
+      'share/kernels/python3/kernel.json': JSON.stringify({
+        argv: ['python3', '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
+        display_name: 'Python 3',
+        language: 'python',
+      }),
+      'ipykernel_launcher.py': '',
+      'ipykernel/__init__.py': "__version__ = '0-fake'\n",
+      'ipykernel/ipkernel.py': '',
+      // The stand-in kernel reports how it was started, then waits to be killed.
+      'ipykernel/kernelapp.py': [
+        'import json, os, sys, time',
+        'def launch_new_instance():',
+        '    with open(sys.argv[2]) as f:',
+        '        connection = json.load(f)',
+        '    state = {"argv": sys.argv, "parent": os.environ.get("JPY_PARENT_PID"), "pid": os.getpid(),',
+        '             "leader": os.getsid(0) == os.getpid(), "connection": connection}',
+        `    with open(${JSON.stringify(`${report}.tmp`)}, "w") as f:`,
+        '        json.dump(state, f)',
+        `    os.rename(${JSON.stringify(`${report}.tmp`)}, ${JSON.stringify(report)})`,
+        '    time.sleep(60)',
+      ].join('\n'),
+      // Without a KernelManager the bridge fails after its imports; it waits for the kernel's report first.
+      'jupyter_client/__init__.py': [
+        'import os, time',
+        "__version__ = '0-fake'",
+        'for _ in range(1000):',
+        `    if os.path.exists(${JSON.stringify(report)}):`,
+        '        break',
+        '    time.sleep(0.01)',
+      ].join('\n'),
+    };
+    for (const [name, content] of Object.entries(files)) {
+      await mkdir(join(fake, name, '..'), { recursive: true });
+      await writeFile(join(fake, name), content);
+    }
+    const { code, stdout } = await runBridge({ PYTHONPATH: fake, TMPDIR: fake });
+    expect(jsonLines(stdout)).toMatchObject([{ event: 'hello' }, { event: 'failed' }]);
+    expect(code).toBe(4);
+    const state = JSON.parse(await readFile(report, 'utf8')) as {
+      argv: string[];
+      parent: string;
+      pid: number;
+      leader: boolean;
+      connection: Record<string, unknown>;
+    };
+    expect(state.argv).toEqual([
+      join(fake, 'ipykernel_launcher.py'),
+      '-f',
+      expect.stringMatching(new RegExp(`^${fake}/\\.warren-kernel/kernel-\\d+\\.json$`)),
+    ]);
+    expect(state.parent).toMatch(/^\d+$/);
+    expect(state.leader).toBe(true);
+    expect(state.connection).toMatchObject({ ip: '127.0.0.1', transport: 'tcp', signature_scheme: 'hmac-sha256' });
+    for (const port of ['shell_port', 'iopub_port', 'stdin_port', 'control_port', 'hb_port']) {
+      expect(state.connection[port]).toBeGreaterThan(0);
+    }
+    // The bridge that failed killed the kernel it had launched (and reaped it) before exiting.
+    expect(isAlive(state.pid)).toBe(false);
   });
 
   it('names jupyter_client when only ipykernel can be found', async () => {
