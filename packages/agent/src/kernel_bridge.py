@@ -847,10 +847,14 @@ def main():
     PROTOCOL_OUT = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # stray prints (ours or a library's) go to stderr, never into the protocol
     sys.stdout = sys.stderr
-    connection_file = kernel_connection_file()
     env = kernel_env()
-    # The kernel's own start is the longest part: under way before the bridge's imports below.
-    early = EarlyKernel.launch(connection_file, env)
+    early = None
+    try:
+        connection_file = kernel_connection_file()
+        # The kernel's own start is the longest part: under way before the bridge's imports below.
+        early = EarlyKernel.launch(connection_file, env)
+    except OSError:
+        connection_file = None  # tried again below, where a failure is reported after "hello" as it always was
     try:
         import ipykernel
         import jupyter_client
@@ -862,7 +866,7 @@ def main():
     send({"event": "hello", "ipykernel": ipykernel.__version__, "jupyter_client": jupyter_client.__version__,
           "python": sys.version.split()[0]})
     try:
-        bridge = Bridge(connection_file, env, early)
+        bridge = Bridge(connection_file or kernel_connection_file(), env, early)
         bridge.start()
     except Exception as exc:  # noqa: BLE001 - reported to the agent
         if early is not None:

@@ -422,6 +422,22 @@ describe('kernel_bridge.py itself', () => {
     expect(isAlive(state.pid)).toBe(false);
   });
 
+  it('reports a kernel directory it cannot make after "hello", as a failed start', async () => {
+    const fake = join(dir, 'fake-no-runtime-dir');
+    for (const name of ['ipykernel', 'jupyter_client']) {
+      await mkdir(join(fake, name), { recursive: true });
+      await writeFile(join(fake, name, '__init__.py'), "__version__ = '0-fake'\n");
+    }
+    // TMPDIR is a file: the bridge's private directory under it cannot be made.
+    await writeFile(join(fake, 'not-a-directory'), '');
+    const { code, stdout } = await runBridge({ PYTHONPATH: fake, TMPDIR: join(fake, 'not-a-directory') });
+    expect(jsonLines(stdout)).toMatchObject([
+      { event: 'hello' },
+      { event: 'failed', reason: expect.stringContaining('NotADirectoryError') },
+    ]);
+    expect(code).toBe(4);
+  });
+
   it('names jupyter_client when only ipykernel can be found', async () => {
     const fake = join(dir, 'fake-ipykernel-only');
     await mkdir(join(fake, 'ipykernel'), { recursive: true });
