@@ -716,18 +716,16 @@ def kernel_spec_manager():
     """
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
     from jupyter_client.provisioning import KernelProvisionerFactory
-    from jupyter_core.paths import jupyter_path
 
     class BridgeKernelSpecManager(KernelSpecManager):
         def get_kernel_spec(self, kernel_name):
-            for kernel_dir in self.kernel_dirs:
-                resource_dir = os.path.join(kernel_dir, kernel_name)
-                if os.path.isfile(os.path.join(resource_dir, "kernel.json")):
-                    spec = self.kernel_spec_class.from_resource_dir(resource_dir)
-                    if not KernelProvisionerFactory.instance(parent=self.parent).is_provisioner_available(spec):
-                        raise NoSuchKernel(kernel_name)
-                    return spec
-            return super().get_kernel_spec(kernel_name)
+            resource_dir = installed_kernel_dir(self.kernel_dirs, kernel_name)
+            if resource_dir is None:
+                return super().get_kernel_spec(kernel_name)
+            spec = self.kernel_spec_class.from_resource_dir(resource_dir)
+            if not KernelProvisionerFactory.instance(parent=self.parent).is_provisioner_available(spec):
+                raise NoSuchKernel(kernel_name)
+            return spec
 
     return BridgeKernelSpecManager(kernel_dirs=kernel_dirs())
 
@@ -738,6 +736,15 @@ def kernel_dirs():
 
     ipython_dir = os.environ.get("IPYTHONDIR") or os.environ.get("IPYTHON_DIR") or "~/.ipython"
     return [*jupyter_path("kernels"), os.path.join(os.path.normpath(os.path.expanduser(ipython_dir)), "kernels")]
+
+
+def installed_kernel_dir(dirs, kernel_name):
+    """The first of `dirs` holding `<kernel_name>/kernel.json`, as that directory; None when none does."""
+    for kernel_dir in dirs:
+        resource_dir = os.path.join(kernel_dir, kernel_name)
+        if os.path.isfile(os.path.join(resource_dir, "kernel.json")):
+            return resource_dir
+    return None
 
 
 def kernel_connection_file():
@@ -774,27 +781,24 @@ class EarlyKernel:
         import uuid
 
         try:
-            argv = None
-            for kernel_dir in kernel_dirs():
-                spec_file = os.path.join(kernel_dir, "python3", "kernel.json")
-                if os.path.isfile(spec_file):
-                    with open(spec_file, encoding="utf-8") as f:
-                        spec = json.load(f)
-                    provisioner = spec.get("metadata", {}).get("kernel_provisioner", {}).get("provisioner_name")
-                    usual = (
-                        spec.get("argv", [])[1:] == ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
-                        and not spec.get("env")
-                        and provisioner in (None, "local-provisioner")
-                    )
-                    python = os.path.expanduser(spec["argv"][0])
-                    if python in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
-                        python = sys.executable  # as jupyter_client's format_kernel_cmd does
-                    argv = [python, "-c", KERNEL_LAUNCHER, "-f", connection_file] if usual else None
-                    break
+            resource_dir = installed_kernel_dir(kernel_dirs(), "python3")
+            if resource_dir is None:
+                return None
+            with open(os.path.join(resource_dir, "kernel.json"), encoding="utf-8") as f:
+                spec = json.load(f)
+            provisioner = spec.get("metadata", {}).get("kernel_provisioner", {}).get("provisioner_name")
+            if (
+                spec.get("argv", [])[1:] != ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
+                or spec.get("env")
+                or provisioner not in (None, "local-provisioner")
+            ):
+                return None
+            python = os.path.expanduser(spec["argv"][0])
         except Exception:  # noqa: BLE001 - anything unusual is left to jupyter_client, which reports it
             return None
-        if argv is None:
-            return None
+        if python in ("python", "python%d" % sys.version_info[0], "python%d.%d" % sys.version_info[:2]):
+            python = sys.executable  # as jupyter_client's format_kernel_cmd does
+        argv = [python, "-c", KERNEL_LAUNCHER, "-f", connection_file]
         sockets = [socket.socket() for _ in range(5)]
         try:
             for sock in sockets:

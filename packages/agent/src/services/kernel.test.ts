@@ -278,11 +278,21 @@ describe('KernelService.whenWarm', () => {
 });
 
 describe('kernel_bridge.py itself', () => {
+  const bridge = loadConfig({ WARREN_SANDBOX_ID: 'sb-kernel', WARREN_AGENT_TOKEN_KEY: '00' }).kernelBridgePath;
+  const FAKE_VERSION = "__version__ = '0-fake'\n";
+
   /** Runs the real bridge with python3 `-S` (no site-packages, so no Jupyter on any host) and stdin closed. */
   function runBridge(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const bridge = loadConfig({ WARREN_SANDBOX_ID: 'sb-kernel', WARREN_AGENT_TOKEN_KEY: '00' }).kernelBridgePath;
+    return runPython(['-X', 'importtime', bridge], env);
+  }
+
+  /** Runs python3 `-S` with `args` and stdin closed, collecting its exit code and output. */
+  function runPython(
+    args: string[],
+    env: Record<string, string> = {},
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const child = spawn('python3', ['-S', '-X', 'importtime', bridge], {
+      const child = spawn('python3', ['-S', ...args], {
         env: { PATH: process.env.PATH ?? '', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -297,6 +307,14 @@ describe('kernel_bridge.py itself', () => {
       child.on('error', reject);
       child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
+  }
+
+  /** Writes `files` (paths relative to `root`, stand-in packages for the most part) under `root`. */
+  async function writeTree(root: string, files: Record<string, string>): Promise<void> {
+    for (const [name, content] of Object.entries(files)) {
+      await mkdir(join(root, name, '..'), { recursive: true });
+      await writeFile(join(root, name), content);
+    }
   }
 
   /** The bridge's protocol lines (its stdout), parsed. */
@@ -319,7 +337,6 @@ describe('kernel_bridge.py itself', () => {
   });
 
   it('leaves the answer to the import when a finder fails on a Jupyter package', async () => {
-    const bridge = loadConfig({ WARREN_SANDBOX_ID: 'sb-kernel', WARREN_AGENT_TOKEN_KEY: '00' }).kernelBridgePath;
     const wrapper = [
       'import runpy, sys',
       'class Failing:',
@@ -329,25 +346,14 @@ describe('kernel_bridge.py itself', () => {
       'sys.meta_path.insert(0, Failing())',
       `runpy.run_path(${JSON.stringify(bridge)}, run_name="__main__")`,
     ].join('\n');
-    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
-      const child = spawn('python3', ['-S', '-c', wrapper], { stdio: ['ignore', 'pipe', 'ignore'] });
-      let out = '';
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString();
-      });
-      child.on('error', reject);
-      child.on('close', (exitCode) => resolve({ code: exitCode, stdout: out }));
-    });
+    const { code, stdout } = await runPython(['-c', wrapper]);
     expect(code).toBe(3);
     expect(jsonLines(stdout)).toEqual([{ event: 'unavailable', reason: 'RuntimeError: a broken finder' }]);
   });
 
   it('goes on to start the kernel when both Jupyter packages can be found', async () => {
     const fake = join(dir, 'fake-jupyter');
-    for (const name of ['ipykernel', 'jupyter_client']) {
-      await mkdir(join(fake, name), { recursive: true });
-      await writeFile(join(fake, name, '__init__.py'), "__version__ = '0-fake'\n");
-    }
+    await writeTree(fake, { 'ipykernel/__init__.py': FAKE_VERSION, 'jupyter_client/__init__.py': FAKE_VERSION });
     const { code, stdout } = await runBridge({ PYTHONPATH: fake });
     const events = jsonLines(stdout);
     expect(events[0]).toMatchObject({ event: 'hello', ipykernel: '0-fake', jupyter_client: '0-fake' });
@@ -368,7 +374,7 @@ describe('kernel_bridge.py itself', () => {
         language: 'python',
       }),
       'ipykernel_launcher.py': '',
-      'ipykernel/__init__.py': "__version__ = '0-fake'\n",
+      'ipykernel/__init__.py': FAKE_VERSION,
       'ipykernel/ipkernel.py': '',
       // The stand-in kernel reports how it was started, then waits to be killed.
       'ipykernel/kernelapp.py': [
@@ -393,10 +399,7 @@ describe('kernel_bridge.py itself', () => {
         '    time.sleep(0.01)',
       ].join('\n'),
     };
-    for (const [name, content] of Object.entries(files)) {
-      await mkdir(join(fake, name, '..'), { recursive: true });
-      await writeFile(join(fake, name), content);
-    }
+    await writeTree(fake, files);
     const { code, stdout } = await runBridge({ PYTHONPATH: fake, TMPDIR: fake });
     expect(jsonLines(stdout)).toMatchObject([{ event: 'hello' }, { event: 'failed' }]);
     expect(code).toBe(4);
@@ -424,12 +427,12 @@ describe('kernel_bridge.py itself', () => {
 
   it('reports a kernel directory it cannot make after "hello", as a failed start', async () => {
     const fake = join(dir, 'fake-no-runtime-dir');
-    for (const name of ['ipykernel', 'jupyter_client']) {
-      await mkdir(join(fake, name), { recursive: true });
-      await writeFile(join(fake, name, '__init__.py'), "__version__ = '0-fake'\n");
-    }
     // TMPDIR is a file: the bridge's private directory under it cannot be made.
-    await writeFile(join(fake, 'not-a-directory'), '');
+    await writeTree(fake, {
+      'ipykernel/__init__.py': FAKE_VERSION,
+      'jupyter_client/__init__.py': FAKE_VERSION,
+      'not-a-directory': '',
+    });
     const { code, stdout } = await runBridge({ PYTHONPATH: fake, TMPDIR: join(fake, 'not-a-directory') });
     expect(jsonLines(stdout)).toMatchObject([
       { event: 'hello' },
@@ -440,8 +443,7 @@ describe('kernel_bridge.py itself', () => {
 
   it('names jupyter_client when only ipykernel can be found', async () => {
     const fake = join(dir, 'fake-ipykernel-only');
-    await mkdir(join(fake, 'ipykernel'), { recursive: true });
-    await writeFile(join(fake, 'ipykernel', '__init__.py'), "__version__ = '0-fake'\n");
+    await writeTree(fake, { 'ipykernel/__init__.py': FAKE_VERSION });
     const { code, stdout } = await runBridge({ PYTHONPATH: fake });
     expect(code).toBe(3);
     expect(jsonLines(stdout)).toEqual([
