@@ -9,6 +9,16 @@ import { keyRoutes } from './keys.ts';
 const ROOT_KEY = 'wrn_test_root_key_0123456789';
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
+/** The fields these tests read from an answer: a key, a list of keys, or the error envelope. */
+interface KeyAnswer {
+  id: string;
+  key: string;
+  code: string;
+  data: Array<{ id: string; name: string; current: boolean }>;
+  error: { details: unknown };
+  [field: string]: unknown;
+}
+
 function fixture() {
   const store = new Store(openDatabase(':memory:'));
   bootstrapApiKey(store, ROOT_KEY);
@@ -25,7 +35,7 @@ function fixture() {
       headers: { ...(key === null ? {} : { 'x-api-key': key }), 'content-type': 'application/json' },
       ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     });
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
+    return { status: res.status, body: (await res.json()) as KeyAnswer };
   };
   return { store, call };
 }
@@ -53,7 +63,8 @@ describe('API-key routes', () => {
   it('revokes another key, which then fails to authenticate; never itself', async () => {
     const { call } = fixture();
     const other = await call('POST', '/v1/api-keys', ROOT_KEY, { name: 'temp' });
-    const self = (await call('GET', '/v1/api-keys', ROOT_KEY)).body.data.find((k: { current: boolean }) => k.current);
+    const self = (await call('GET', '/v1/api-keys', ROOT_KEY)).body.data.find((k) => k.current);
+    if (self === undefined) throw new Error('the calling key is missing from its own list');
     const selfRevoke = await call('DELETE', `/v1/api-keys/${self.id}`, ROOT_KEY);
     expect(selfRevoke.status).toBe(403);
     expect(selfRevoke.body.code).toBe('FORBIDDEN');
