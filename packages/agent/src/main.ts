@@ -84,6 +84,23 @@ async function main(): Promise<void> {
   );
   // WebSocket endpoints and the port tunnel arrive as HTTP upgrades on the same server.
   server.on('upgrade', agent.handleUpgrade);
+  // Installed before listening, so a signal that comes while the agent starts still ends it cleanly.
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${AGENT_NAME}: ${signal}, shutting down`);
+    agent.close();
+    server.close(() => {
+      const cleanup = config.listen.kind === 'socket' ? unlink(config.listen.path).catch(() => undefined) : null;
+      void Promise.resolve(cleanup).finally(() => process.exit(0));
+    });
+    server.closeIdleConnections();
+    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', stop);
   if (config.listen.kind === 'socket') await clearStaleSocket(config.listen.path);
   const where = await listen(server, config);
   if (config.listen.kind === 'socket') {
@@ -104,23 +121,6 @@ async function main(): Promise<void> {
       agent.deps.startCommand.start();
     });
   }
-
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    log(`${AGENT_NAME}: ${signal}, shutting down`);
-    agent.close();
-    server.close(() => {
-      const cleanup = config.listen.kind === 'socket' ? unlink(config.listen.path).catch(() => undefined) : null;
-      void Promise.resolve(cleanup).finally(() => process.exit(0));
-    });
-    server.closeIdleConnections();
-    setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS).unref();
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('SIGHUP', stop);
 }
 
 process.on('unhandledRejection', (reason) => log(`${AGENT_NAME}: unhandled rejection: ${String(reason)}`));
