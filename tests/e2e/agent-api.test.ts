@@ -372,4 +372,14 @@ describe('python without a Jupyter kernel (base template)', () => {
     expect(health.features).toMatchObject({ ipython_kernel: false, python_executor: 'process' });
     expect(await base.getJupyterSessions()).toEqual([]);
   });
+
+  it('starts processes in C.UTF-8, which the template build put in the locale archive', async () => {
+    // `locale` complains on stderr about a locale it cannot load; `wc -m` counts 'é' as one character only in UTF-8.
+    const r = await base.commands.run(
+      `localedef --list-archive; locale >/dev/null; printf '\\303\\251' | wc -m; ` +
+        `python3 -c 'import locale; print(locale.setlocale(locale.LC_ALL, ""))'`,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('C.utf8\n1\nC.UTF-8\n');
+  });
 });

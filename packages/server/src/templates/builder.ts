@@ -40,7 +40,7 @@ import type { DebianRootfsRecipe } from './builtin.ts';
  * Version of the build recipe (mmdebstrap options, post-processing). Part of
  * every content hash: bump it whenever a change here changes the resulting tree.
  */
-export const BUILDER_RECIPE_VERSION = 1;
+export const BUILDER_RECIPE_VERSION = 2;
 
 /** Host uid/gid that uid/gid 0 inside a sandbox maps to. */
 export const SANDBOX_ID_SHIFT = 100_000;
@@ -619,6 +619,9 @@ async function buildEntry(spec: TemplateRootfsSpec, ctx: BuildContext): Promise<
     emit('removing docs, man pages and translations');
     await pruneDocs(rootfs);
 
+    emit(`adding ${ARCHIVED_LOCALE} to /usr/lib/locale/locale-archive`);
+    await archiveLocale(rootfs);
+
     emit(`creating ${spec.workdir}, ${MOUNT_POINTS.join(', ')} and /etc/{hosts,hostname,resolv.conf}`);
     await prepareRuntimeFiles(rootfs, spec.workdir);
 
@@ -841,6 +844,19 @@ async function pruneDocs(rootfs: string): Promise<void> {
   const config = `# Written by Warren's template builder: keep sandbox images slim.\n${DPKG_PATH_FILTERS.join('\n')}\n`;
   await mkdir(join(rootfs, 'etc/dpkg/dpkg.cfg.d'), { recursive: true, mode: 0o755 });
   await writeFile(join(rootfs, 'etc/dpkg/dpkg.cfg.d/90warren-slim'), config, { mode: 0o644 });
+}
+
+/** The compiled locale that `LANG=C.UTF-8` (every built-in template's) loads; Debian's libc-bin ships it as a directory. */
+const ARCHIVED_LOCALE = '/usr/lib/locale/C.utf8';
+
+/**
+ * Adds C.UTF-8 to `/usr/lib/locale/locale-archive` with the rootfs's own `localedef`, so the archive has its
+ * glibc's format. glibc looks in the archive first: a process that sets its locale from `LANG` then maps one
+ * file instead of opening each category's (bash: ~60 fewer system calls per start). The directory stays, so a
+ * later `locale-gen`, which rewrites the archive, leaves C.UTF-8 working.
+ */
+async function archiveLocale(rootfs: string): Promise<void> {
+  await run('chroot', [rootfs, '/usr/bin/localedef', '--add-to-archive', ARCHIVED_LOCALE]);
 }
 
 /** Removes every entry of `dir` (if it exists) except those whose name `keep` accepts. */
