@@ -45,7 +45,7 @@ describe('API-key routes', () => {
     const { store, call } = fixture();
     const created = await call('POST', '/v1/api-keys', ROOT_KEY, { name: 'ci runner', max_sandboxes: 3 });
     expect(created.status).toBe(201);
-    const secret = created.body.key as string;
+    const secret = created.body.key;
     expect(secret).toMatch(/^wrn_live_/);
     expect(created.body).toMatchObject({ object: 'api_key', name: 'ci runner', max_sandboxes: 3, current: false });
     const row = store.getApiKey(created.body.id);
@@ -54,7 +54,7 @@ describe('API-key routes', () => {
 
     const listed = await call('GET', '/v1/api-keys', secret);
     expect(listed.status).toBe(200);
-    const items = listed.body.data as Array<Record<string, unknown>>;
+    const items = listed.body.data;
     expect(items.map((k) => k.name)).toEqual(['WARREN_API_KEY', 'ci runner']);
     expect(items.find((k) => k.name === 'ci runner')?.current).toBe(true);
     for (const k of items) expect(Object.keys(k)).not.toContain('key');
